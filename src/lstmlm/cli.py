@@ -1,0 +1,188 @@
+"""Command line: argument parsing only; the work is done by train, evaluate and sample."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from dataclasses import fields
+
+import torch
+
+from . import __version__
+from .checkpoint import load_checkpoint
+from .data import load_ids, split_ids
+from .evaluate import evaluate
+from .model import LanguageModel, ModelConfig
+from .sample import sample_text
+from .train import PRESETS, TrainConfig, canonical_corpus, make_configs, resume_training, start_training
+from .vocab import Vocab
+
+# Flags that set ModelConfig / TrainConfig fields; their dest is the field's name.
+_TRAIN_FLAGS = [
+    ("--corpus", str, "'bible' (embedded, default), 'text8' (downloaded and cached), or a UTF-8 file "
+                      "(.txt/.gz/.xz/.bz2/.zip) or directory"),
+    ("--alphabet", str, "'raw' (the text's own characters) or 'text8' (a-z and space, digits spelled out)"),
+    ("--split", str, "'standard' (90/5/5%%) or 'assignment' (first 1,000 characters validate)"),
+    ("--input", str, "'onehot' or 'embedding'"),
+    ("--embedding-size", int, "embedding width when --input embedding"),
+    ("--hidden-size", int, "LSTM cells per layer"),
+    ("--num-layers", int, "stacked LSTM layers"),
+    ("--proj-size", int, "recurrent projection size (0: none)"),
+    ("--dropout", float, "dropout on non-recurrent connections, in [0, 1)"),
+    ("--init", str, "'torch' or 'notebook' (the assignment's truncated normal)"),
+    ("--batch-size", int, "parallel streams per step"),
+    ("--num-unrollings", int, "time steps per truncated-BPTT chunk"),
+    ("--steps", int, "total optimizer steps"),
+    ("--optimizer", str, "'sgd' or 'adam'"),
+    ("--learning-rate", float, "initial learning rate"),
+    ("--lr-decay", float, "multiply the learning rate by this every --lr-decay-every steps"),
+    ("--lr-decay-every", int, "steps between learning-rate decays"),
+    ("--clip-grad-norm", float, "clip gradients to this global norm (0: off)"),
+    ("--weight-decay", float, "L2 weight decay"),
+    ("--valid-every", int, "steps between validations"),
+    ("--valid-chars", int, "validate on the first N characters of the split during training (0: all)"),
+    ("--valid-batch-size", int, "parallel streams for validation"),
+    ("--sample-every", int, "steps between samples (0: none)"),
+    ("--sample-count", int, "samples each time"),
+    ("--sample-length", int, "characters per sample"),
+    ("--checkpoint-every", int, "steps between checkpoints"),
+    ("--seed", int, "random seed"),
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lstmlm", description="Character-level LSTMP language models.")
+    parser.add_argument("--version", action="version", version=f"lstmlm {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser("train", help="train a model (or --resume one)",
+                                description="Train a language model; presets give defaults, flags override them.")
+    train.add_argument("--preset", choices=sorted(PRESETS), help="a named recipe (default: quickstart; see README)")
+    train.add_argument("--out", help="run directory for config, metrics and checkpoints "
+                                     "(default: runs/<preset>-<time>)")
+    train.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
+    for flag, kind, text in _TRAIN_FLAGS:
+        train.add_argument(flag, type=kind, help=text)
+    train.add_argument("--peepholes", action=argparse.BooleanOptionalAction, default=None,
+                       help="peephole connections from the cell to the gates")
+    _add_common(train)
+
+    ev = commands.add_parser("eval", help="bits per character of a trained model on a whole split")
+    ev.add_argument("run", metavar="RUN_DIR", help="run directory or checkpoint file")
+    ev.add_argument("--corpus", help="corpus to evaluate on (default: the one the model was trained on)")
+    ev.add_argument("--split", choices=("valid", "test", "all"), help="default: test, or valid for the "
+                                                                      "assignment split, which has no test part")
+    ev.add_argument("--batch-size", type=int, default=64, help="parallel streams")
+    ev.add_argument("--num-unrollings", type=int, default=100, help="time steps per chunk")
+    _add_common(ev)
+
+    sm = commands.add_parser("sample", help="generate text from a trained model")
+    sm.add_argument("run", metavar="RUN_DIR", help="run directory or checkpoint file")
+    sm.add_argument("--prime", default="", help="text to start from (default: one random character)")
+    sm.add_argument("--length", type=int, default=500, help="characters to generate")
+    sm.add_argument("--temperature", type=float, default=1.0, help="softmax temperature (0: greedy)")
+    sm.add_argument("--top-k", type=int, default=0, help="sample among the k likeliest characters (0: all)")
+    sm.add_argument("--seed", type=int, default=0, help="random seed: the same seed gives the same text")
+    _add_common(sm)
+    return parser
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: torch's default)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar or log lines")
+
+
+def load_model(run: str) -> tuple[dict, LanguageModel, Vocab]:
+    """The checkpoint payload, its model (eval mode) and vocabulary."""
+    payload = load_checkpoint(run)
+    vocab = Vocab(payload["vocab"])
+    model = LanguageModel(len(vocab), ModelConfig(**payload["model_config"]))
+    model.load_state_dict(payload["model"])
+    return payload, model.eval(), vocab
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    progress = not args.quiet
+    if args.resume:
+        given = [flag for flag, _, _ in _TRAIN_FLAGS if flag != "--steps" and getattr(args, _dest(flag)) is not None]
+        given += ["--preset"] * (args.preset is not None) + ["--out"] * (args.out is not None)
+        given += ["--peepholes"] * (args.peepholes is not None)
+        if given:
+            raise ValueError(f"--resume continues a run with its saved configuration; drop {', '.join(given)} "
+                             f"(only --steps may change)")
+        summary = resume_training(args.resume, steps=args.steps, progress=progress)
+    else:
+        overrides = {_dest(flag): getattr(args, _dest(flag)) for flag, _, _ in _TRAIN_FLAGS}
+        overrides["peepholes"] = args.peepholes
+        model_cfg, train_cfg = make_configs(args.preset or "quickstart", overrides)
+        out = args.out
+        if out is None:
+            import time
+            out = f"runs/{args.preset or 'quickstart'}-{time.strftime('%Y%m%d-%H%M%S')}"
+        summary = start_training(model_cfg, train_cfg, out, progress=progress)
+    print(f"run directory: {summary['run_dir']}")
+    print(f"validation: {summary['valid_bits_per_char']:.4f} bits per character, perplexity "
+          f"{summary['valid_perplexity']:.3f}, over {summary['valid_chars']:,} characters")
+    print(f"trained {summary['steps']:,} steps, {summary['train_chars']:,} characters, "
+          f"in {summary['wall_seconds']:.1f} s wall time")
+    print(f"sample: {summary['sample']}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    payload, model, vocab = load_model(args.run)
+    cfg = TrainConfig(**payload["train_config"])
+    corpus = canonical_corpus(args.corpus) if args.corpus else cfg.corpus
+    try:
+        _, ids = load_ids(corpus, cfg.alphabet, vocab)
+    except ValueError as error:
+        if "outside the vocabulary" not in str(error):
+            raise
+        raise ValueError(f"{error}; the model {args.run} was trained on {cfg.corpus} with --alphabet "
+                         f"{cfg.alphabet} and knows only {''.join(vocab.symbols)!r}") from None
+    split = args.split or ("valid" if cfg.split == "assignment" else "test")
+    part = ids if split == "all" else split_ids(ids, cfg.split)[split]
+    if len(part) < 2:
+        raise ValueError(f"the {split} part of {corpus} ({cfg.split} split) is empty; choose --split valid or all")
+    result = evaluate(model, part, args.batch_size, args.num_unrollings)
+    print(json.dumps({**result, "split": split, "corpus": corpus, "step": payload["step"]}))
+    return 0
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    _, model, vocab = load_model(args.run)
+    out = sys.stdout
+    out.write(args.prime)
+    for char in sample_text(model, vocab, args.prime, args.length, args.temperature, args.top_k, args.seed):
+        out.write(char)
+    out.write("\n")
+    return 0
+
+
+def _dest(flag: str) -> str:
+    return flag[2:].replace("-", "_")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s")
+    if args.threads < 0:
+        print(f"lstmlm: error: --threads must be >= 0, got {args.threads}", file=sys.stderr)
+        return 2
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    command = {"train": cmd_train, "eval": cmd_eval, "sample": cmd_sample}[args.command]
+    try:
+        return command(args)
+    except (ValueError, OSError, FloatingPointError) as error:
+        print(f"lstmlm: error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("lstmlm: interrupted; a run continues from its last checkpoint with `lstmlm train --resume RUN_DIR`",
+              file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,376 @@
+"""Training: truncated BPTT over batch streams, periodic validation, samples and atomic checkpoints.
+
+A run directory (--out) holds:
+    config.json         model and training configuration, vocabulary, versions
+    metrics.csv         one row every valid_every steps (train and valid bits per character, speed)
+    samples.txt         the samples printed during training
+    checkpoint.pt       the latest checkpoint (see checkpoint.py): `--resume RUN_DIR` continues from it
+    summary.json        final validation result
+    learning_curve.png  bits per character against steps
+"""
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import __version__
+from .checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
+from .data import SPLITS, BatchStream, load_ids, split_ids
+from .evaluate import evaluate
+from .model import LanguageModel, ModelConfig, detach_state, nats_per_token
+from .sample import sample_text
+from .vocab import Vocab
+
+logger = logging.getLogger(__name__)
+
+NAMED_CORPORA = ("bible", "default", "text8")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """What to train on and how. Defaults are the assignment's recipe."""
+
+    corpus: str = "bible"          # "bible" (embedded), "text8" (downloaded), or a path
+    alphabet: str = "raw"          # "raw" or "text8" (clean to a-z and space)
+    split: str = "standard"        # "standard" (90/5/5) or "assignment" (first 1,000 chars validate)
+    batch_size: int = 64
+    num_unrollings: int = 10
+    steps: int = 7001
+    optimizer: str = "sgd"         # "sgd" or "adam"
+    learning_rate: float = 10.0
+    lr_decay: float = 0.1          # the rate is multiplied by lr_decay every lr_decay_every steps
+    lr_decay_every: int = 5000
+    clip_grad_norm: float = 1.25   # global gradient norm; 0 disables clipping
+    weight_decay: float = 0.0
+    valid_every: int = 100
+    valid_chars: int = 0           # periodic validation on the first valid_chars of the split; 0: all of it
+    valid_batch_size: int = 64     # parallel streams for validation
+    sample_every: int = 1000       # 0: no samples during training
+    sample_count: int = 5
+    sample_length: int = 80
+    checkpoint_every: int = 1000
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.split not in SPLITS:
+            raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {self.split!r}")
+        if self.optimizer not in ("sgd", "adam"):
+            raise ValueError(f"optimizer must be 'sgd' or 'adam', got {self.optimizer!r}")
+        for name in ("batch_size", "num_unrollings", "steps", "lr_decay_every", "valid_every",
+                     "valid_batch_size", "checkpoint_every", "sample_length"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value <= 0:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        for name in ("valid_chars", "sample_every", "sample_count"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not self.learning_rate > 0:
+            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
+        if not 0 < self.lr_decay <= 1:
+            raise ValueError(f"lr_decay must be in (0, 1], got {self.lr_decay}")
+        if not self.clip_grad_norm >= 0:
+            raise ValueError(f"clip_grad_norm must be >= 0 (0 disables), got {self.clip_grad_norm}")
+        if not self.weight_decay >= 0:
+            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
+
+
+# Each preset gives values for ModelConfig ("model") and TrainConfig ("train"); flags override them.
+PRESETS: dict[str, dict[str, dict]] = {
+    # The assignment notebook: 64 nodes, one-hot input, batch 64 x 10 unrollings, SGD at 10 decayed
+    # x0.1 every 5,000 steps, gradients clipped to 1.25, 7,001 steps on text8's assignment split.
+    "assignment": {
+        "model": {"input": "onehot", "hidden_size": 64, "init": "notebook"},
+        "train": {"corpus": "text8", "split": "assignment", "batch_size": 64, "num_unrollings": 10,
+                  "steps": 7001, "optimizer": "sgd", "learning_rate": 10.0, "lr_decay": 0.1,
+                  "lr_decay_every": 5000, "clip_grad_norm": 1.25, "valid_every": 100,
+                  "valid_batch_size": 1, "sample_every": 1000, "sample_count": 5, "sample_length": 80},
+    },
+    # The README's first command: the embedded King James Bible in about a minute and a half on 2 cores.
+    "quickstart": {
+        "model": {"input": "embedding", "embedding_size": 32, "hidden_size": 256},
+        "train": {"corpus": "bible", "split": "standard", "batch_size": 32, "num_unrollings": 50,
+                  "steps": 1200, "optimizer": "adam", "learning_rate": 3e-3, "lr_decay": 0.3,
+                  "lr_decay_every": 800, "clip_grad_norm": 1.0, "valid_every": 200, "valid_chars": 50_000,
+                  "sample_every": 0, "checkpoint_every": 400},
+    },
+    # A modern LSTMP language model: embeddings, two projected layers with peepholes, dropout, Adam.
+    "lstmp": {
+        "model": {"input": "embedding", "embedding_size": 64, "hidden_size": 512, "num_layers": 2,
+                  "proj_size": 256, "peepholes": True, "dropout": 0.1},
+        "train": {"batch_size": 64, "num_unrollings": 100, "steps": 20_000, "optimizer": "adam",
+                  "learning_rate": 2e-3, "lr_decay": 0.5, "lr_decay_every": 5000, "clip_grad_norm": 1.0,
+                  "valid_every": 500, "valid_chars": 200_000, "sample_every": 2000, "checkpoint_every": 500},
+    },
+}
+
+
+def make_configs(preset: str | None, overrides: dict) -> tuple[ModelConfig, TrainConfig]:
+    """Preset values, then overrides (field name -> value, None meaning 'not given')."""
+    if preset is not None and preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    chosen = PRESETS.get(preset, {"model": {}, "train": {}})
+    model_names = {f.name for f in fields(ModelConfig)}
+    train_names = {f.name for f in fields(TrainConfig)}
+    unknown = set(overrides) - model_names - train_names
+    if unknown:
+        raise ValueError(f"unknown configuration fields: {', '.join(sorted(unknown))}")
+    given = {k: v for k, v in overrides.items() if v is not None}
+    model = {**chosen["model"], **{k: v for k, v in given.items() if k in model_names}}
+    train = {**chosen["train"], **{k: v for k, v in given.items() if k in train_names}}
+    if "corpus" in train:
+        train["corpus"] = canonical_corpus(train["corpus"])
+    return ModelConfig(**model), TrainConfig(**train)
+
+
+def canonical_corpus(spec: str) -> str:
+    """A named corpus stays a name; a path becomes absolute, so resume and eval work from anywhere."""
+    return spec if spec in NAMED_CORPORA else str(Path(spec).expanduser().resolve())
+
+
+def learning_rate_at(cfg: TrainConfig, step: int) -> float:
+    """Staircase decay, as tf.train.exponential_decay(..., staircase=True) at 0-based step."""
+    return cfg.learning_rate * cfg.lr_decay ** (step // cfg.lr_decay_every)
+
+
+def make_optimizer(cfg: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    return torch.optim.SGD(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+
+
+class MetricsLog:
+    """metrics.csv, appended row by row; on resume, rows after the checkpoint's step are dropped."""
+
+    COLUMNS = ("step", "learning_rate", "train_nats_per_char", "train_bits_per_char", "train_perplexity",
+               "valid_bits_per_char", "valid_perplexity", "chars_per_second", "elapsed_seconds")
+
+    def __init__(self, path: Path, keep_up_to_step: int):
+        self.path = path
+        rows = self.read(path) if keep_up_to_step > 0 and path.exists() else []
+        rows = [r for r in rows if int(r["step"]) <= keep_up_to_step]
+        tmp = path.with_name(f".{path.name}.tmp")
+        with open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, self.COLUMNS)
+            writer.writeheader()
+            writer.writerows(rows)
+        os.replace(tmp, path)
+        self.rows = rows
+
+    @staticmethod
+    def read(path: Path) -> list[dict]:
+        with open(path, newline="") as f:
+            return list(csv.DictReader(f))
+
+    def append(self, row: dict) -> None:
+        row = {k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()}
+        with open(self.path, "a", newline="") as f:
+            csv.DictWriter(f, self.COLUMNS).writerow(row)
+        self.rows.append(row)
+
+
+def _tensorboard(out_dir: Path):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # tensorboard is optional
+        return None
+    return SummaryWriter(str(out_dir / "tensorboard"))
+
+
+def plot_learning_curve(rows: list[dict], path: Path) -> None:
+    """Train and validation bits per character against steps, as a PNG."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = [int(r["step"]) for r in rows]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot(steps, [float(r["train_bits_per_char"]) for r in rows], label="train (running mean)")
+    ax.plot(steps, [float(r["valid_bits_per_char"]) for r in rows], label="validation")
+    ax.set_xlabel("step")
+    ax.set_ylabel("bits per character")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def _write_json(path: Path, data: dict) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+class Run:
+    """Everything a training run holds between steps; what a checkpoint saves and restores."""
+
+    def __init__(self, model_cfg: ModelConfig, train_cfg: TrainConfig, vocab: Vocab, ids: np.ndarray):
+        self.model_cfg, self.cfg, self.vocab = model_cfg, train_cfg, vocab
+        self.splits = split_ids(ids, train_cfg.split)
+        torch.manual_seed(train_cfg.seed)
+        self.model = LanguageModel(len(vocab), model_cfg)
+        self.optimizer = make_optimizer(train_cfg, self.model)
+        self.stream = BatchStream(self.splits["train"], train_cfg.batch_size, train_cfg.num_unrollings)
+        self.state = self.model.initial_state(train_cfg.batch_size)
+        self.step = 0
+
+    def checkpoint_payload(self) -> dict:
+        return {
+            "model_config": asdict(self.model_cfg), "train_config": asdict(self.cfg),
+            "vocab": self.vocab.to_list(), "lstmlm_version": __version__,
+            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "step": self.step, "data": self.stream.state_dict(),
+            "state": [t.detach().clone() for t in self.state], "rng": {"torch": torch.get_rng_state()},
+        }
+
+    def restore(self, payload: dict) -> None:
+        self.model.load_state_dict(payload["model"])
+        self.optimizer.load_state_dict(payload["optimizer"])
+        self.stream.load_state_dict(payload["data"])
+        self.state = tuple(payload["state"])
+        self.step = int(payload["step"])
+        torch.set_rng_state(payload["rng"]["torch"])
+
+
+def start_training(model_cfg: ModelConfig, train_cfg: TrainConfig, out_dir: str | os.PathLike,
+                   progress: bool = True) -> dict:
+    """Train a new model into out_dir (which must not already hold a run). Returns the summary."""
+    out = Path(out_dir).expanduser()
+    if (out / CHECKPOINT_NAME).exists():
+        raise FileExistsError(f"{out} already holds a run; continue it with `lstmlm train --resume {out}` "
+                              f"or choose another --out")
+    t0 = time.perf_counter()
+    vocab, ids = load_ids(train_cfg.corpus, train_cfg.alphabet)
+    run = Run(model_cfg, train_cfg, vocab, ids)
+    out.mkdir(parents=True, exist_ok=True)
+    _write_json(out / "config.json", {
+        "model": asdict(model_cfg), "train": asdict(train_cfg), "vocab": vocab.to_list(),
+        "parameters": sum(p.numel() for p in run.model.parameters()),
+        "lstmlm_version": __version__, "torch_version": torch.__version__})
+    logger.info("corpus %s: %d characters, %d symbols; %d parameters", train_cfg.corpus, len(ids), len(vocab),
+                sum(p.numel() for p in run.model.parameters()))
+    return _train_loop(run, out, progress, t0)
+
+
+def resume_training(run_dir: str | os.PathLike, steps: int | None = None, progress: bool = True) -> dict:
+    """Continue the run in run_dir from its latest checkpoint (optionally to a new total of steps)."""
+    t0 = time.perf_counter()
+    out = Path(run_dir).expanduser()
+    payload = load_checkpoint(out / CHECKPOINT_NAME if out.is_dir() else out)
+    out = out if out.is_dir() else out.parent
+    model_cfg = ModelConfig(**payload["model_config"])
+    train_cfg = TrainConfig(**payload["train_config"])
+    if steps is not None:
+        train_cfg = replace(train_cfg, steps=steps)
+    vocab = Vocab(payload["vocab"])
+    _, ids = load_ids(train_cfg.corpus, train_cfg.alphabet, vocab)
+    run = Run(model_cfg, train_cfg, vocab, ids)
+    run.restore(payload)
+    logger.info("resuming %s at step %d of %d", out, run.step, train_cfg.steps)
+    return _train_loop(run, out, progress, t0)
+
+
+def _samples(run: Run, step: int) -> list[str]:
+    cfg = run.cfg
+    return ["".join(sample_text(run.model, run.vocab, "", cfg.sample_length, seed=cfg.seed * 1_000_003 + step * 101 + k))
+            for k in range(cfg.sample_count)]
+
+
+def _train_loop(run: Run, out: Path, progress: bool, t0: float) -> dict:
+    from tqdm import tqdm
+
+    cfg, model, optimizer = run.cfg, run.model, run.optimizer
+    valid_ids = run.splits["valid"][:cfg.valid_chars] if cfg.valid_chars else run.splits["valid"]
+    metrics = MetricsLog(out / "metrics.csv", keep_up_to_step=run.step)
+    board = _tensorboard(out)
+    chars_per_step = cfg.batch_size * cfg.num_unrollings
+    loss_sum, loss_steps, train_seconds = 0.0, 0, 0.0
+    last_valid = None
+    bar = tqdm(total=cfg.steps, initial=run.step, disable=not progress, unit="step", dynamic_ncols=True,
+               leave=True, desc="train")
+    model.train()
+    while run.step < cfg.steps:
+        tick = time.perf_counter()
+        lr = learning_rate_at(cfg, run.step)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        batch = run.stream.next_batch()  # (B, T+1)
+        state = detach_state(run.state)
+        logits, run.state = model(batch[:, :-1], state)  # (B, T, V)
+        loss = nats_per_token(logits, batch[:, 1:])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.clip_grad_norm > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad_norm)
+        loss_value = loss.item()
+        if not math.isfinite(loss_value):
+            bar.close()
+            raise FloatingPointError(f"the training loss became {loss_value} at step {run.step + 1}; training "
+                                     f"stopped and the last good checkpoint in {out} is kept (try a lower "
+                                     f"--learning-rate or --clip-grad-norm)")
+        optimizer.step()
+        run.step += 1
+        train_seconds += time.perf_counter() - tick
+        loss_sum += loss_value
+        loss_steps += 1
+        bar.update(1)
+        chars_per_second = loss_steps * chars_per_step / max(train_seconds, 1e-9)
+        if run.step % 10 == 0:
+            bar.set_postfix(loss=f"{loss_value:.3f}", ppl=f"{math.exp(loss_value):.2f}",
+                            bpc=f"{loss_value / math.log(2):.3f}", chars_s=f"{chars_per_second:,.0f}", refresh=False)
+
+        if run.step % cfg.valid_every == 0 or run.step == cfg.steps:
+            last_valid = evaluate(model, valid_ids, cfg.valid_batch_size, max(cfg.num_unrollings, 100))
+            train_nats = loss_sum / loss_steps
+            row = {"step": run.step, "learning_rate": lr, "train_nats_per_char": train_nats,
+                   "train_bits_per_char": train_nats / math.log(2), "train_perplexity": math.exp(train_nats),
+                   "valid_bits_per_char": last_valid["bits_per_char"], "valid_perplexity": last_valid["perplexity"],
+                   "chars_per_second": chars_per_second, "elapsed_seconds": time.perf_counter() - t0}
+            metrics.append(row)
+            if board is not None:
+                for key in ("train_bits_per_char", "valid_bits_per_char", "learning_rate", "chars_per_second"):
+                    board.add_scalar(key, row[key], run.step)
+            message = (f"step {run.step}: train {row['train_bits_per_char']:.3f} bits/char, valid "
+                       f"{last_valid['bits_per_char']:.3f} bits/char (perplexity {last_valid['perplexity']:.2f}), "
+                       f"lr {lr:g}, {chars_per_second:,.0f} chars/s")
+            (bar.write if progress else logger.info)(message)
+            loss_sum, loss_steps, train_seconds = 0.0, 0, 0.0
+
+        if cfg.sample_every and run.step % cfg.sample_every == 0:
+            samples = _samples(run, run.step)
+            with open(out / "samples.txt", "a") as f:
+                f.write(f"step {run.step}\n" + "".join(s + "\n" for s in samples))
+            for s in samples:
+                (bar.write if progress else logger.info)(f"  sample: {s!r}")
+
+        if run.step % cfg.checkpoint_every == 0 or run.step == cfg.steps:
+            save_checkpoint(out / CHECKPOINT_NAME, run.checkpoint_payload())
+    bar.close()
+    if board is not None:
+        board.close()
+
+    full_valid = run.splits["valid"]
+    if last_valid is None or len(valid_ids) != len(full_valid):
+        last_valid = evaluate(model, full_valid, cfg.valid_batch_size, max(cfg.num_unrollings, 100))
+    summary = {
+        "steps": run.step, "valid_bits_per_char": last_valid["bits_per_char"],
+        "valid_perplexity": last_valid["perplexity"], "valid_chars": last_valid["chars"],
+        "train_chars": run.step * chars_per_step, "wall_seconds": time.perf_counter() - t0,
+        "sample": "".join(sample_text(model, run.vocab, "", 200, seed=cfg.seed)),
+        "run_dir": str(out),
+    }
+    _write_json(out / "summary.json", summary)
+    if metrics.rows:
+        plot_learning_curve(metrics.rows, out / "learning_curve.png")
+    return summary

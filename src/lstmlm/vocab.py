@@ -1,0 +1,87 @@
+"""Character vocabularies: text <-> integer ids, saved inside every checkpoint."""
+from __future__ import annotations
+
+import numpy as np
+
+_CHUNK_CHARS = 8 << 20  # encode non-ASCII text in slices of 8M characters to bound temporaries
+
+
+def _describe(chars: list[str], limit: int = 10) -> str:
+    shown = ", ".join(repr(c) for c in chars[:limit])
+    more = f" and {len(chars) - limit} more" if len(chars) > limit else ""
+    return shown + more
+
+
+class Vocab:
+    """An ordered set of symbols; id i stands for symbols[i].
+
+    Built from text, symbols are the distinct characters sorted by code point, so text8 gives
+    ' ' = 0, 'a' = 1, ..., 'z' = 26, the assignment's ids.
+    """
+
+    def __init__(self, symbols: list[str] | tuple[str, ...]):
+        symbols = tuple(symbols)
+        if not symbols:
+            raise ValueError("a vocabulary needs at least one symbol, got none")
+        if any(not isinstance(s, str) or len(s) != 1 for s in symbols):
+            raise ValueError("vocabulary symbols must be single characters")
+        if len(set(symbols)) != len(symbols):
+            raise ValueError("vocabulary symbols must be distinct")
+        self.symbols = symbols
+        self._index = {s: i for i, s in enumerate(symbols)}
+        self._dtype = np.uint8 if len(symbols) <= 255 else np.int32
+
+    @classmethod
+    def from_text(cls, text: str) -> "Vocab":
+        if not text:
+            raise ValueError("cannot build a vocabulary from empty text")
+        if text.isascii():
+            counts = np.bincount(np.frombuffer(text.encode("ascii"), np.uint8), minlength=128)
+            return cls([chr(b) for b in np.flatnonzero(counts)])
+        return cls(sorted(set(text)))
+
+    def __len__(self) -> int:
+        return len(self.symbols)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Vocab) and other.symbols == self.symbols
+
+    def __repr__(self) -> str:
+        return f"Vocab({len(self)} symbols: {''.join(self.symbols)!r})"
+
+    def unknown(self, text: str) -> list[str]:
+        """The characters of `text` that are not in the vocabulary, sorted."""
+        return sorted(set(text) - self._index.keys())
+
+    def encode(self, text: str, *, what: str = "text") -> np.ndarray:
+        """text (N chars) -> ids (N,), uint8 for up to 255 symbols else int32.
+
+        Raises ValueError naming the characters outside the vocabulary (`what` says whose).
+        """
+        if text.isascii() and all(ord(s) < 128 for s in self.symbols):
+            table = np.full(128, 255 if self._dtype == np.uint8 else -1, dtype=self._dtype)
+            for i, s in enumerate(self.symbols):
+                table[ord(s)] = i
+            raw = np.frombuffer(text.encode("ascii"), np.uint8)  # (N,)
+            present = np.flatnonzero(np.bincount(raw, minlength=128))
+            missing = [chr(b) for b in present if chr(b) not in self._index]
+            if missing:
+                raise ValueError(f"{what} has characters outside the vocabulary: {_describe(missing)}")
+            return table[raw]
+        missing = self.unknown(text)
+        if missing:
+            raise ValueError(f"{what} has characters outside the vocabulary: {_describe(missing)}")
+        codes = np.array([ord(s) for s in self.symbols], dtype=np.uint32)
+        order = np.argsort(codes)
+        ids = np.empty(len(text), dtype=self._dtype)
+        for start in range(0, len(text), _CHUNK_CHARS):
+            chunk = np.frombuffer(text[start:start + _CHUNK_CHARS].encode("utf-32-le"), np.uint32)
+            ids[start:start + len(chunk)] = order[np.searchsorted(codes[order], chunk)]
+        return ids
+
+    def decode(self, ids) -> str:
+        """ids (N,) -> text."""
+        return "".join(self.symbols[int(i)] for i in np.asarray(ids).reshape(-1))
+
+    def to_list(self) -> list[str]:
+        return list(self.symbols)

@@ -1,0 +1,14 @@
+import random
+
+import pytest
+
+
+@pytest.fixture
+def tiny_corpus(tmp_path):
+    """A 30,000-character text of random words, written to a file."""
+    rng = random.Random(0)
+    words = ["the", "quick", "brown", "fox", "jumps", "over", "lazy", "dog", "and", "runs", "away"]
+    text = " ".join(rng.choice(words) for _ in range(6000))[:30_000]
+    path = tmp_path / "tiny.txt"
+    path.write_text(text)
+    return path
