@@ -175,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     command = {"train": cmd_train, "eval": cmd_eval, "sample": cmd_sample}[args.command]
     try:
         return command(args)
-    except (ValueError, OSError, FloatingPointError) as error:
+    except (ValueError, OSError, ImportError, FloatingPointError) as error:
         print(f"lstmlm: error: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -24,6 +24,7 @@ import torch
 
 from . import __version__
 from .checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
+from .corpora import BIBLE_SPECS
 from .data import SPLITS, BatchStream, load_ids, split_ids
 from .evaluate import evaluate
 from .model import LanguageModel, ModelConfig, detach_state, nats_per_token
@@ -32,7 +33,7 @@ from .vocab import Vocab
 
 logger = logging.getLogger(__name__)
 
-NAMED_CORPORA = ("bible", "default", "text8")
+NAMED_CORPORA = (*BIBLE_SPECS, "text8")
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,15 @@ import numpy as np
 _CHUNK_CHARS = 8 << 20  # encode non-ASCII text in slices of 8M characters to bound temporaries
 
 
+def _ascii_counts(text: str) -> np.ndarray:
+    """How often each of the 128 ASCII codes occurs in text, counted in slices to bound memory."""
+    raw = np.frombuffer(text.encode("ascii"), np.uint8)  # (N,)
+    counts = np.zeros(128, dtype=np.int64)
+    for start in range(0, len(raw), _CHUNK_CHARS):
+        counts += np.bincount(raw[start:start + _CHUNK_CHARS], minlength=128)
+    return counts
+
+
 def _describe(chars: list[str], limit: int = 10) -> str:
     shown = ", ".join(repr(c) for c in chars[:limit])
     more = f" and {len(chars) - limit} more" if len(chars) > limit else ""
@@ -36,8 +45,7 @@ class Vocab:
         if not text:
             raise ValueError("cannot build a vocabulary from empty text")
         if text.isascii():
-            counts = np.bincount(np.frombuffer(text.encode("ascii"), np.uint8), minlength=128)
-            return cls([chr(b) for b in np.flatnonzero(counts)])
+            return cls([chr(b) for b in np.flatnonzero(_ascii_counts(text))])
         return cls(sorted(set(text)))
 
     def __len__(self) -> int:
@@ -62,12 +70,10 @@ class Vocab:
             table = np.full(128, 255 if self._dtype == np.uint8 else -1, dtype=self._dtype)
             for i, s in enumerate(self.symbols):
                 table[ord(s)] = i
-            raw = np.frombuffer(text.encode("ascii"), np.uint8)  # (N,)
-            present = np.flatnonzero(np.bincount(raw, minlength=128))
-            missing = [chr(b) for b in present if chr(b) not in self._index]
+            missing = [chr(b) for b in np.flatnonzero(_ascii_counts(text)) if chr(b) not in self._index]
             if missing:
                 raise ValueError(f"{what} has characters outside the vocabulary: {_describe(missing)}")
-            return table[raw]
+            return table[np.frombuffer(text.encode("ascii"), np.uint8)]  # (N,)
         missing = self.unknown(text)
         if missing:
             raise ValueError(f"{what} has characters outside the vocabulary: {_describe(missing)}")
