@@ -259,8 +259,8 @@ def start_training(model_cfg: ModelConfig, train_cfg: TrainConfig, out_dir: str 
         "model": asdict(model_cfg), "train": asdict(train_cfg), "vocab": vocab.to_list(),
         "parameters": sum(p.numel() for p in run.model.parameters()),
         "lstmlm_version": __version__, "torch_version": torch.__version__})
-    logger.info("corpus %s: %d characters, %d symbols; %d parameters", train_cfg.corpus, len(ids), len(vocab),
-                sum(p.numel() for p in run.model.parameters()))
+    logger.info("model: %d parameters; vocabulary: %d symbols", sum(p.numel() for p in run.model.parameters()),
+                len(vocab))
     return _train_loop(run, out, progress, t0)
 
 
