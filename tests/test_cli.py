@@ -31,10 +31,10 @@ def test_eval_prints_one_json_line(trained_run, tiny_corpus, capsys):
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 1
     result = json.loads(lines[0])
-    assert 0 < result["bits_per_char"] < 3.0 and result["chars"] == n * 95 // 100 - n * 90 // 100 - 1
+    assert 0 < result["bits_per_char"] < 3.0 and result["chars"] == n * 95 // 100 - n * 90 // 100 - 2
     assert result["perplexity"] == pytest.approx(2 ** result["bits_per_char"])
     assert main(["eval", str(trained_run), "--split", "all"]) == 0
-    assert json.loads(capsys.readouterr().out)["chars"] == n - 1
+    assert json.loads(capsys.readouterr().out)["chars"] == n - 2
 
 
 def test_sample_is_reproducible(trained_run, capsys):

@@ -28,10 +28,10 @@ def test_shapes_and_state_carry(cfg):
 def test_notebook_init_is_truncated_normal_around_minus_point_one():
     torch.manual_seed(0)
     model = LanguageModel(27, ModelConfig(hidden_size=64, init="notebook"))
-    w = model.lstm.weight_ih_l0
+    w = model.layers[0].weight_ih_l0
     assert -0.3 <= w.min() and w.max() <= 0.1
     assert abs(w.mean().item() + 0.1) < 0.01
-    assert model.lstm.bias_ih_l0.abs().sum() == 0 and model.head.bias.abs().sum() == 0
+    assert model.layers[0].bias_ih_l0.abs().sum() == 0 and model.head.bias.abs().sum() == 0
 
 
 def test_evaluate_scores_every_character_once():
@@ -42,8 +42,8 @@ def test_evaluate_scores_every_character_once():
         model.head.weight.zero_()
         model.head.bias.zero_()
     ids = np.random.default_rng(0).integers(0, 5, size=1001).astype(np.uint8)
-    result = evaluate(model, ids, batch_size=7, num_unrollings=13)  # 1000 = 7 * 142 + 6: a tail
-    assert result["chars"] == 1000
+    result = evaluate(model, ids, batch_size=7, num_unrollings=13)  # 999 = 7 * 142 + 5: a tail
+    assert result["chars"] == 999
     assert result["bits_per_char"] == pytest.approx(math.log2(5))
 
 
@@ -53,17 +53,17 @@ def test_evaluate_equals_one_long_stream_for_batch_one():
     ids = np.random.default_rng(1).integers(0, 6, size=301)
     result = evaluate(model, ids, batch_size=1, num_unrollings=17)
     x = torch.from_numpy(ids).long()
-    logits, _ = model(x[None, :-1])
-    expected = nats_per_token(logits, x[None, 1:]).item()
+    logits, _ = model(x[None, 1:-1])  # the first two characters are context
+    expected = nats_per_token(logits, x[None, 2:]).item()
     assert result["nats_per_char"] == pytest.approx(expected, rel=1e-5)
 
 
 def test_evaluate_tail_continues_the_last_stream():
     torch.manual_seed(0)
     model = LanguageModel(6, ModelConfig(hidden_size=8)).eval()
-    ids = np.random.default_rng(2).integers(0, 6, size=23)  # 22 predictions = 4 streams of 5 + tail of 2
+    ids = np.random.default_rng(2).integers(0, 6, size=24)  # 22 predictions = 4 streams of 5 + tail of 2
     result = evaluate(model, ids, batch_size=4, num_unrollings=3)
-    x = torch.from_numpy(ids).long()
+    x = torch.from_numpy(ids).long()[1:]  # inputs start at character 1, targets at 2
     total = 0.0
     for b in range(4):
         end = 22 if b == 3 else (b + 1) * 5

@@ -10,13 +10,11 @@ from dataclasses import fields
 import torch
 
 from . import __version__
-from .checkpoint import load_checkpoint
+from .checkpoint import load_model
 from .data import load_ids, split_ids
 from .evaluate import evaluate
-from .model import LanguageModel, ModelConfig
 from .sample import sample_text
 from .train import PRESETS, TrainConfig, canonical_corpus, make_configs, resume_training, start_training
-from .vocab import Vocab
 
 # Flags that set ModelConfig / TrainConfig fields; their dest is the field's name.
 _TRAIN_FLAGS = [
@@ -24,12 +22,17 @@ _TRAIN_FLAGS = [
                       "(.txt/.gz/.xz/.bz2/.zip) or directory"),
     ("--alphabet", str, "'raw' (the text's own characters) or 'text8' (a-z and space, digits spelled out)"),
     ("--split", str, "'standard' (90/5/5%%) or 'assignment' (first 1,000 characters validate)"),
-    ("--input", str, "'onehot' or 'embedding'"),
-    ("--embedding-size", int, "embedding width when --input embedding"),
+    ("--tokens", str, "'char', or 'bigram': non-overlapping character pairs (27² = 729 tokens for text8)"),
+    ("--input", str, "'onehot', 'embedding', or 'bigram' (an embedding of the last two characters)"),
+    ("--embedding-size", int, "embedding width when --input embedding or bigram"),
     ("--hidden-size", int, "LSTM cells per layer"),
     ("--num-layers", int, "stacked LSTM layers"),
     ("--proj-size", int, "recurrent projection size (0: none)"),
-    ("--dropout", float, "dropout on non-recurrent connections, in [0, 1)"),
+    ("--dropout", float, "dropout on non-recurrent connections (Zaremba et al. 2014), in [0, 1)"),
+    ("--embedding-dropout", float, "drop whole embedding rows, in [0, 1)"),
+    ("--weight-drop", float, "DropConnect on the recurrent weights, one mask per chunk, in [0, 1)"),
+    ("--zoneout-cell", float, "zoneout probability for the cell state (runs the reference recurrence)"),
+    ("--zoneout-hidden", float, "zoneout probability for the hidden state (runs the reference recurrence)"),
     ("--init", str, "'torch' or 'notebook' (the assignment's truncated normal)"),
     ("--batch-size", int, "parallel streams per step"),
     ("--num-unrollings", int, "time steps per truncated-BPTT chunk"),
@@ -48,11 +51,21 @@ _TRAIN_FLAGS = [
     ("--sample-length", int, "characters per sample"),
     ("--checkpoint-every", int, "steps between checkpoints"),
     ("--seed", int, "random seed"),
+    ("--max-pairs", int, "bigram tokens: all pairs up to this many, else the pairs seen in training plus "
+                         "one fallback per first character"),
+    ("--max-seconds", float, "stop after this much training time, in seconds (0: no limit)"),
 ]
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse whose errors are one line, like every other lstmlm error (exit code 2)."""
+
+    def error(self, message: str):
+        self.exit(2, f"lstmlm: error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="lstmlm", description="Character-level LSTMP language models.")
+    parser = _Parser(prog="lstmlm", description="Character-level LSTMP language models.")
     parser.add_argument("--version", action="version", version=f"lstmlm {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -66,6 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
         train.add_argument(flag, type=kind, help=text)
     train.add_argument("--peepholes", action=argparse.BooleanOptionalAction, default=None,
                        help="peephole connections from the cell to the gates")
+    train.add_argument("--locked-dropout", action=argparse.BooleanOptionalAction, default=None,
+                       help="variational dropout: one --dropout mask per sequence, the same at every step")
     _add_common(train)
 
     ev = commands.add_parser("eval", help="bits per character of a trained model on a whole split")
@@ -93,21 +108,12 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bar or log lines")
 
 
-def load_model(run: str) -> tuple[dict, LanguageModel, Vocab]:
-    """The checkpoint payload, its model (eval mode) and vocabulary."""
-    payload = load_checkpoint(run)
-    vocab = Vocab(payload["vocab"])
-    model = LanguageModel(len(vocab), ModelConfig(**payload["model_config"]))
-    model.load_state_dict(payload["model"])
-    return payload, model.eval(), vocab
-
-
 def cmd_train(args: argparse.Namespace) -> int:
     progress = not args.quiet
     if args.resume:
         given = [flag for flag, _, _ in _TRAIN_FLAGS if flag != "--steps" and getattr(args, _dest(flag)) is not None]
         given += ["--preset"] * (args.preset is not None) + ["--out"] * (args.out is not None)
-        given += ["--peepholes"] * (args.peepholes is not None)
+        given += ["--peepholes"] * (args.peepholes is not None) + ["--locked-dropout"] * (args.locked_dropout is not None)
         if given:
             raise ValueError(f"--resume continues a run with its saved configuration; drop {', '.join(given)} "
                              f"(only --steps may change)")
@@ -115,6 +121,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     else:
         overrides = {_dest(flag): getattr(args, _dest(flag)) for flag, _, _ in _TRAIN_FLAGS}
         overrides["peepholes"] = args.peepholes
+        overrides["locked_dropout"] = args.locked_dropout
         model_cfg, train_cfg = make_configs(args.preset or "quickstart", overrides)
         out = args.out
         if out is None:
@@ -131,7 +138,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    payload, model, vocab = load_model(args.run)
+    for flag in ("--batch-size", "--num-unrollings"):
+        if getattr(args, _dest(flag)) <= 0:
+            raise ValueError(f"{flag} must be a positive integer, got {getattr(args, _dest(flag))}")
+    payload, model, vocab, pairs = load_model(args.run)
     cfg = TrainConfig(**payload["train_config"])
     corpus = canonical_corpus(args.corpus) if args.corpus else cfg.corpus
     try:
@@ -143,18 +153,20 @@ def cmd_eval(args: argparse.Namespace) -> int:
                          f"{cfg.alphabet} and knows only {''.join(vocab.symbols)!r}") from None
     split = args.split or ("valid" if cfg.split == "assignment" else "test")
     part = ids if split == "all" else split_ids(ids, cfg.split)[split]
-    if len(part) < 2:
+    if len(part) < 3:
         raise ValueError(f"the {split} part of {corpus} ({cfg.split} split) is empty; choose --split valid or all")
-    result = evaluate(model, part, args.batch_size, args.num_unrollings)
+    result = evaluate(model, part, args.batch_size, args.num_unrollings, pairs)
     print(json.dumps({**result, "split": split, "corpus": corpus, "step": payload["step"]}))
     return 0
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
-    _, model, vocab = load_model(args.run)
+    _, model, vocab, pairs = load_model(args.run)
     out = sys.stdout
-    out.write(args.prime)
-    for char in sample_text(model, vocab, args.prime, args.length, args.temperature, args.top_k, args.seed):
+    chars = sample_text(model, vocab, args.prime, args.length, args.temperature, args.top_k, args.seed, pairs)
+    first = next(chars, "")  # checks the options and the prime before anything is printed
+    out.write(args.prime + first)
+    for char in chars:
         out.write(char)
     out.write("\n")
     return 0

@@ -205,9 +205,16 @@ def _fetch_resumable(url: str, part: Path, expected_bytes: int, progress: bool, 
         with open(part, "ab" if offset else "wb") as file, tqdm(
                 total=expected_bytes, initial=offset, unit="B", unit_scale=True, unit_divisor=1024,
                 desc="text8.zip", file=sys.stderr, disable=not progress) as bar:
+            declared = response.headers.get("Content-Length")
+            received = 0
             while chunk := response.read(DOWNLOAD_CHUNK_BYTES):
                 file.write(chunk)
+                received += len(chunk)
                 bar.update(len(chunk))
+            if declared is not None and declared.isdigit() and received < int(declared):
+                # http.client returns b"" when the connection drops early: keep the part to resume.
+                raise ConnectionError(f"the connection closed after {offset + received:,} of "
+                                      f"{offset + int(declared):,} bytes")
 
 
 def _content_range_starts_at(response: http.client.HTTPResponse, offset: int) -> bool:

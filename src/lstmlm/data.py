@@ -7,7 +7,10 @@ How a text of N ids is cut into B streams (the assignment's BatchGenerator, vect
     batch k: (B, T+1) ids at cursor + k*T + [0..T], wrapping at N; inputs [:, :T], targets [:, 1:]
 
 The last column of batch k is the first column of batch k+1, so each stream's LSTM state carries
-from one batch to the next.
+from one batch to the next. With context c (1 for bigram input) each window starts c ids earlier:
+(B, T+1+c), inputs [:, :T+c], targets [:, 1+c:].
+
+Tokens are characters, or non-overlapping pairs of them (PairVocab.encode) for bigram models.
 """
 from __future__ import annotations
 
@@ -15,7 +18,7 @@ import numpy as np
 import torch
 
 from .corpora import load_corpus
-from .vocab import Vocab
+from .vocab import PairVocab, Vocab
 
 SPLITS = ("assignment", "standard")
 ASSIGNMENT_VALID_CHARS = 1000
@@ -49,24 +52,29 @@ def split_ids(ids: np.ndarray, split: str) -> dict[str, np.ndarray]:
     raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
 
 
-class BatchStream:
-    """B cursors spread evenly over ids; each call to next_batch() gives (B, T+1) int64 ids."""
+def to_tokens(char_ids: np.ndarray, pairs: PairVocab | None) -> np.ndarray:
+    """The token sequence a model reads: the characters themselves, or their pairs (N // 2,)."""
+    return char_ids if pairs is None else pairs.encode(char_ids)
 
-    def __init__(self, ids: np.ndarray, batch_size: int, num_unrollings: int):
+
+class BatchStream:
+    """B cursors spread evenly over ids; each call to next_batch() gives (B, T+1+context) int64 ids."""
+
+    def __init__(self, ids: np.ndarray, batch_size: int, num_unrollings: int, context: int = 0):
         n = len(ids)
-        if n < batch_size * (num_unrollings + 1):
-            raise ValueError(f"the training text has {n} characters, fewer than batch_size × (num_unrollings + 1) "
-                             f"= {batch_size} × {num_unrollings + 1}; use a larger corpus or smaller "
+        if n < batch_size * (num_unrollings + 1 + context):
+            raise ValueError(f"the training text has {n} tokens, fewer than batch_size × (num_unrollings + 1) "
+                             f"= {batch_size} × {num_unrollings + 1 + context}; use a larger corpus or smaller "
                              f"--batch-size / --num-unrollings")
         self.ids = torch.from_numpy(np.ascontiguousarray(ids))  # (N,), shares memory
         self.num_unrollings = num_unrollings
         self.cursors = torch.arange(batch_size, dtype=torch.int64) * (n // batch_size)  # (B,)
-        self._offsets = torch.arange(num_unrollings + 1, dtype=torch.int64)  # (T+1,)
+        self._offsets = torch.arange(-context, num_unrollings + 1, dtype=torch.int64)  # (T+1+context,)
 
     def next_batch(self) -> torch.Tensor:
-        positions = (self.cursors[:, None] + self._offsets) % len(self.ids)  # (B, T+1)
+        positions = (self.cursors[:, None] + self._offsets) % len(self.ids)  # (B, T+1+context)
         self.cursors = (self.cursors + self.num_unrollings) % len(self.ids)
-        return self.ids[positions].long()  # (B, T+1)
+        return self.ids[positions].long()  # (B, T+1+context)
 
     def state_dict(self) -> dict:
         return {"cursors": self.cursors.clone()}

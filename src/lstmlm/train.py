@@ -25,11 +25,11 @@ import torch
 from . import __version__
 from .checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from .corpora import BIBLE_SPECS
-from .data import SPLITS, BatchStream, load_ids, split_ids
+from .data import SPLITS, BatchStream, load_ids, split_ids, to_tokens
 from .evaluate import evaluate
 from .model import LanguageModel, ModelConfig, detach_state, nats_per_token
 from .sample import sample_text
-from .vocab import Vocab
+from .vocab import PairVocab, Vocab
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +60,8 @@ class TrainConfig:
     sample_length: int = 80
     checkpoint_every: int = 1000
     seed: int = 0
+    max_pairs: int = 4096          # bigram tokens: all V² pairs up to this many, else the pairs seen in training
+    max_seconds: float = 0.0       # stop early after this much training wall time (0: no limit)
 
     def __post_init__(self):
         if self.split not in SPLITS:
@@ -71,7 +73,7 @@ class TrainConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or value <= 0:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        for name in ("valid_chars", "sample_every", "sample_count"):
+        for name in ("valid_chars", "sample_every", "sample_count", "max_pairs", "max_seconds"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not self.learning_rate > 0:
@@ -219,10 +221,20 @@ class Run:
     def __init__(self, model_cfg: ModelConfig, train_cfg: TrainConfig, vocab: Vocab, ids: np.ndarray):
         self.model_cfg, self.cfg, self.vocab = model_cfg, train_cfg, vocab
         self.splits = split_ids(ids, train_cfg.split)
+        self.pairs = None
+        if model_cfg.tokens == "bigram":
+            self.pairs = PairVocab.from_ids(vocab, self.splits["train"], train_cfg.max_pairs)
+            if len(self.splits["train"]) % 2:
+                logger.info("the training text has an odd number of characters: its last one is context only, "
+                            "never a target")
         torch.manual_seed(train_cfg.seed)
-        self.model = LanguageModel(len(vocab), model_cfg)
+        self.model = LanguageModel(len(vocab) if self.pairs is None else len(self.pairs), model_cfg)
         self.optimizer = make_optimizer(train_cfg, self.model)
-        self.stream = BatchStream(self.splits["train"], train_cfg.batch_size, train_cfg.num_unrollings)
+        try:
+            self.stream = BatchStream(to_tokens(self.splits["train"], self.pairs), train_cfg.batch_size,
+                                      train_cfg.num_unrollings, model_cfg.context)
+        except ValueError as error:  # say which corpus is too short
+            raise ValueError(f"corpus {train_cfg.corpus} ({train_cfg.split} split): {error}") from None
         self.state = self.model.initial_state(train_cfg.batch_size)
         self.step = 0
 
@@ -230,12 +242,16 @@ class Run:
         return {
             "model_config": asdict(self.model_cfg), "train_config": asdict(self.cfg),
             "vocab": self.vocab.to_list(), "lstmlm_version": __version__,
+            "pair_vocab": None if self.pairs is None else {"pairs": self.pairs.to_list()},
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
             "step": self.step, "data": self.stream.state_dict(),
             "state": [t.detach().clone() for t in self.state], "rng": {"torch": torch.get_rng_state()},
         }
 
     def restore(self, payload: dict) -> None:
+        if self.pairs is not None and self.pairs.to_list() != payload["pair_vocab"]["pairs"]:
+            raise ValueError("the corpus's training pairs differ from the checkpoint's pair vocabulary; "
+                             "resume with the corpus the run started with")
         self.model.load_state_dict(payload["model"])
         self.optimizer.load_state_dict(payload["optimizer"])
         self.stream.load_state_dict(payload["data"])
@@ -277,15 +293,20 @@ def resume_training(run_dir: str | os.PathLike, steps: int | None = None, progre
     vocab = Vocab(payload["vocab"])
     _, ids = load_ids(train_cfg.corpus, train_cfg.alphabet, vocab)
     run = Run(model_cfg, train_cfg, vocab, ids)
-    run.restore(payload)
+    try:
+        run.restore(payload)
+    except (KeyError, RuntimeError) as error:  # a field missing, renamed or of the wrong shape
+        raise ValueError(f"the checkpoint in {out} does not fit this lstmlm {__version__} (written by lstmlm "
+                         f"{payload.get('lstmlm_version')}): {str(error).splitlines()[0][:200]}; start a new "
+                         f"run, or resume with the lstmlm version that wrote it") from None
     logger.info("resuming %s at step %d of %d", out, run.step, train_cfg.steps)
     return _train_loop(run, out, progress, t0)
 
 
 def _samples(run: Run, step: int) -> list[str]:
     cfg = run.cfg
-    return ["".join(sample_text(run.model, run.vocab, "", cfg.sample_length, seed=cfg.seed * 1_000_003 + step * 101 + k))
-            for k in range(cfg.sample_count)]
+    return ["".join(sample_text(run.model, run.vocab, "", cfg.sample_length, seed=cfg.seed * 1_000_003 + step * 101 + k,
+                                pairs=run.pairs)) for k in range(cfg.sample_count)]
 
 
 def _train_loop(run: Run, out: Path, progress: bool, t0: float) -> dict:
@@ -295,8 +316,10 @@ def _train_loop(run: Run, out: Path, progress: bool, t0: float) -> dict:
     valid_ids = run.splits["valid"][:cfg.valid_chars] if cfg.valid_chars else run.splits["valid"]
     metrics = MetricsLog(out / "metrics.csv", keep_up_to_step=run.step)
     board = _tensorboard(out)
-    chars_per_step = cfg.batch_size * cfg.num_unrollings
-    loss_sum, loss_steps, train_seconds = 0.0, 0, 0.0
+    chars_per_token = 1 if run.pairs is None else 2
+    chars_per_step = cfg.batch_size * cfg.num_unrollings * chars_per_token
+    context = run.model_cfg.context
+    loss_sum, loss_steps, train_seconds, budget_seconds = 0.0, 0, 0.0, 0.0
     last_valid = None
     bar = tqdm(total=cfg.steps, initial=run.step, disable=not progress, unit="step", dynamic_ncols=True,
                leave=True, desc="train")
@@ -306,10 +329,10 @@ def _train_loop(run: Run, out: Path, progress: bool, t0: float) -> dict:
         lr = learning_rate_at(cfg, run.step)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        batch = run.stream.next_batch()  # (B, T+1)
+        batch = run.stream.next_batch()  # (B, T+1+context)
         state = detach_state(run.state)
         logits, run.state = model(batch[:, :-1], state)  # (B, T, V)
-        loss = nats_per_token(logits, batch[:, 1:])
+        loss = nats_per_token(logits, batch[:, 1 + context:])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.clip_grad_norm > 0:
@@ -323,17 +346,20 @@ def _train_loop(run: Run, out: Path, progress: bool, t0: float) -> dict:
         optimizer.step()
         run.step += 1
         train_seconds += time.perf_counter() - tick
+        budget_seconds += time.perf_counter() - tick
+        final = run.step == cfg.steps or (cfg.max_seconds > 0 and budget_seconds >= cfg.max_seconds)
         loss_sum += loss_value
         loss_steps += 1
         bar.update(1)
         chars_per_second = loss_steps * chars_per_step / max(train_seconds, 1e-9)
         if run.step % 10 == 0:
-            bar.set_postfix(loss=f"{loss_value:.3f}", ppl=f"{math.exp(loss_value):.2f}",
-                            bpc=f"{loss_value / math.log(2):.3f}", chars_s=f"{chars_per_second:,.0f}", refresh=False)
+            bpc = loss_value / chars_per_token / math.log(2)
+            bar.set_postfix(loss=f"{loss_value:.3f}", ppl=f"{2 ** bpc:.2f}", bpc=f"{bpc:.3f}",
+                            chars_s=f"{chars_per_second:,.0f}", refresh=False)
 
-        if run.step % cfg.valid_every == 0 or run.step == cfg.steps:
-            last_valid = evaluate(model, valid_ids, cfg.valid_batch_size, max(cfg.num_unrollings, 100))
-            train_nats = loss_sum / loss_steps
+        if run.step % cfg.valid_every == 0 or final:
+            last_valid = evaluate(model, valid_ids, cfg.valid_batch_size, max(cfg.num_unrollings, 100), run.pairs)
+            train_nats = loss_sum / loss_steps / chars_per_token
             row = {"step": run.step, "learning_rate": lr, "train_nats_per_char": train_nats,
                    "train_bits_per_char": train_nats / math.log(2), "train_perplexity": math.exp(train_nats),
                    "valid_bits_per_char": last_valid["bits_per_char"], "valid_perplexity": last_valid["perplexity"],
@@ -355,20 +381,22 @@ def _train_loop(run: Run, out: Path, progress: bool, t0: float) -> dict:
             for s in samples:
                 (bar.write if progress else logger.info)(f"  sample: {s!r}")
 
-        if run.step % cfg.checkpoint_every == 0 or run.step == cfg.steps:
+        if run.step % cfg.checkpoint_every == 0 or final:
             save_checkpoint(out / CHECKPOINT_NAME, run.checkpoint_payload())
+        if final:
+            break
     bar.close()
     if board is not None:
         board.close()
 
     full_valid = run.splits["valid"]
     if last_valid is None or len(valid_ids) != len(full_valid):
-        last_valid = evaluate(model, full_valid, cfg.valid_batch_size, max(cfg.num_unrollings, 100))
+        last_valid = evaluate(model, full_valid, cfg.valid_batch_size, max(cfg.num_unrollings, 100), run.pairs)
     summary = {
         "steps": run.step, "valid_bits_per_char": last_valid["bits_per_char"],
         "valid_perplexity": last_valid["perplexity"], "valid_chars": last_valid["chars"],
         "train_chars": run.step * chars_per_step, "wall_seconds": time.perf_counter() - t0,
-        "sample": "".join(sample_text(model, run.vocab, "", 200, seed=cfg.seed)),
+        "sample": "".join(sample_text(model, run.vocab, "", 200, seed=cfg.seed, pairs=run.pairs)),
         "run_dir": str(out),
     }
     _write_json(out / "summary.json", summary)

@@ -91,3 +91,72 @@ class Vocab:
 
     def to_list(self) -> list[str]:
         return list(self.symbols)
+
+
+class PairVocab:
+    """Tokens for non-overlapping character pairs ("bigrams") over a character Vocab of V symbols.
+
+    When V² <= max_pairs every pair is a token, id = first * V + second (text8: 27² = 729).
+    Otherwise the tokens are the pairs the training text contains, plus one fallback token per first
+    character standing for all of its unseen pairs. Policy for unseen pairs: a fallback token's
+    probability is shared equally among the unseen pairs it stands for, so bits per character stay
+    a proper measure, and sampling one emits a uniformly drawn unseen second character.
+    """
+
+    def __init__(self, chars: Vocab, pairs: list[str] | None = None):
+        self.chars = chars
+        V = len(chars)
+        if pairs is None:  # every pair
+            first, second = np.divmod(np.arange(V * V), V)
+            self.first, self.second = first, second  # (n_tokens,) each; second -1 marks a fallback
+            self.table = np.arange(V * V, dtype=np.int32).reshape(V, V)  # (V, V) -> token id
+            self.unseen = np.zeros(V, dtype=np.int64)
+        else:
+            ids = [(chars._index[p[0]], chars._index[p[1]]) for p in pairs]
+            if len(set(ids)) != len(ids):
+                raise ValueError("pair vocabulary has duplicate pairs")
+            seen = np.zeros((V, V), dtype=bool)
+            for a, b in ids:
+                seen[a, b] = True
+            n_seen = len(ids)
+            self.first = np.array([a for a, _ in ids] + list(range(V)), dtype=np.int64)
+            self.second = np.array([b for _, b in ids] + [-1] * V, dtype=np.int64)
+            self.table = (n_seen + np.arange(V, dtype=np.int32))[:, None].repeat(V, axis=1)  # fallbacks
+            for token, (a, b) in enumerate(ids):
+                self.table[a, b] = token
+            self.unseen = (~seen).sum(axis=1)  # (V,) unseen second characters per first character
+        self.pairs = pairs
+        fallback = self.second < 0
+        # nats to add when a fallback token is the target: it is shared by unseen[first] pairs
+        self.fallback_nats = np.where(fallback, np.log(np.maximum(self.unseen[self.first], 1)), 0.0)
+
+    @classmethod
+    def from_ids(cls, chars: Vocab, ids: np.ndarray, max_pairs: int = 4096) -> "PairVocab":
+        """All pairs if V² <= max_pairs, else the pairs that char ids (N,) contain."""
+        V = len(chars)
+        if V * V <= max_pairs:
+            return cls(chars)
+        counts = np.zeros(V * V, dtype=np.int64)
+        even = ids[: len(ids) // 2 * 2].astype(np.int64)
+        for start in range(0, len(even), 1 << 24):
+            chunk = even[start:start + (1 << 24)]
+            counts += np.bincount(chunk[0::2] * V + chunk[1::2], minlength=V * V)
+        seen = np.flatnonzero(counts)
+        return cls(chars, [chars.symbols[i // V] + chars.symbols[i % V] for i in seen])
+
+    def __len__(self) -> int:
+        return len(self.first)
+
+    def encode(self, ids: np.ndarray) -> np.ndarray:
+        """Character ids (N,) -> pair tokens (N // 2,); a trailing odd character is not included
+        (callers score it explicitly, see evaluate.py)."""
+        even = ids[: len(ids) // 2 * 2]
+        tokens = self.table[even[0::2], even[1::2]]  # (N // 2,)
+        return tokens.astype(np.int16 if len(self) < 32768 else np.int32)
+
+    def starting_with(self, char_id: int) -> np.ndarray:
+        """The tokens whose first character is char_id."""
+        return np.flatnonzero(self.first == char_id)
+
+    def to_list(self) -> list[str] | None:
+        return None if self.pairs is None else list(self.pairs)

@@ -34,12 +34,17 @@ def lstmp_layer_reference(
     bias: Tensor | None,          # (4H,)    bias_ih + bias_hh
     peepholes: tuple[Tensor, Tensor, Tensor] | None,  # w_ci, w_cf, w_co, each (H,)
     weight_hr: Tensor | None,     # (R, H)
+    zoneout: tuple[float, float, bool] | None = None,  # (p_cell, p_hidden, training)
 ) -> tuple[Tensor, Tensor, Tensor]:
     """One direction of one layer over a whole sequence, in plain PyTorch (autograd does backward).
 
     The input half of all four gates is one matrix product for the whole sequence, hoisted out of
     the time loop; each step adds one (B, R) x (R, 4H) product. Returns output (T, B, R),
     h_n (B, R), c_n (B, H).
+
+    zoneout (Krueger et al. 2016): in training each unit of c (and of the recurrent output r)
+    keeps its previous value with probability p, a fresh mask every step; in evaluation the
+    expectation, p * previous + (1 - p) * new.
     """
     hidden = weight_hh.shape[0] // 4
     x_gates = F.linear(x, weight_ih, bias)  # (T, B, 4H)
@@ -53,14 +58,25 @@ def lstmp_layer_reference(
             w_ci, w_cf, w_co = peepholes
             i = i + w_ci * c
             f = f + w_cf * c
-        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)  # (B, H)
+        c_new = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)  # (B, H)
+        c = c_new if zoneout is None else _zoneout(c, c_new, zoneout[0], zoneout[2])
         if peepholes is not None:
             o = o + w_co * c
-        h = torch.sigmoid(o) * torch.tanh(c)  # m_t (B, H)
+        h_new = torch.sigmoid(o) * torch.tanh(c)  # m_t (B, H)
         if weight_hr is not None:
-            h = h @ weight_hr.t()  # r_t (B, R)
+            h_new = h_new @ weight_hr.t()  # r_t (B, R)
+        h = h_new if zoneout is None else _zoneout(h, h_new, zoneout[1], zoneout[2])
         outputs.append(h)
     return torch.stack(outputs), h, c
+
+
+def _zoneout(previous: Tensor, new: Tensor, p: float, training: bool) -> Tensor:
+    if p == 0:
+        return new
+    if not training:
+        return p * previous + (1 - p) * new
+    keep = torch.empty_like(new).bernoulli_(p)  # 1: keep the previous value
+    return torch.lerp(new, previous, keep)
 
 
 class LSTM(nn.Module):
