@@ -21,6 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..kernels import check_kernel, fast_path
+
 GATES = ("i", "f", "g", "o")  # row blocks of weight_ih / weight_hh / biases, as in torch.nn.LSTM
 PEEPHOLES = ("ci", "cf", "co")
 
@@ -86,6 +88,10 @@ class LSTM(nn.Module):
     hx = (h_0 (D*num_layers, B, R), c_0 (D*num_layers, B, H)), zeros when omitted, where D is 2 if
     bidirectional else 1 and R is proj_size if > 0 else hidden_size.
     Returns output (T, B, D*R) and (h_n, c_n) shaped like hx.
+
+    kernel: which implementation runs each layer: "auto" (default) the fastest that applies to the
+    input's device and dtype (lstmlm.kernels), "reference" lstmp_layer_reference, "cpu" the compiled
+    CPU kernel. All give the same results; the attribute may be changed after construction.
     """
 
     def __init__(
@@ -101,8 +107,10 @@ class LSTM(nn.Module):
         peepholes: bool = False,
         device=None,
         dtype=None,
+        kernel: str = "auto",
     ):
         super().__init__()
+        self.kernel = check_kernel(kernel)
         for name, value in (("input_size", input_size), ("hidden_size", hidden_size), ("num_layers", num_layers)):
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
@@ -151,7 +159,8 @@ class LSTM(nn.Module):
     def extra_repr(self) -> str:
         s = f"{self.input_size}, {self.hidden_size}, num_layers={self.num_layers}"
         for name, default in (("bias", True), ("batch_first", False), ("dropout", 0.0),
-                              ("bidirectional", False), ("proj_size", 0), ("peepholes", False)):
+                              ("bidirectional", False), ("proj_size", 0), ("peepholes", False),
+                              ("kernel", "auto")):
             if getattr(self, name) != default:
                 s += f", {name}={getattr(self, name)}"
         return s
@@ -188,13 +197,14 @@ class LSTM(nn.Module):
             if tuple(h0.shape) != want_h or tuple(c0.shape) != want_c:
                 raise ValueError(f"LSTM: expected hx shapes {want_h} and {want_c}, "
                                  f"got {tuple(h0.shape)} and {tuple(c0.shape)}")
+        run_layer = fast_path(self.kernel, x) or lstmp_layer_reference
         h_n, c_n = [], []
         for layer in range(self.num_layers):
             outputs = []
             for d, suffix in enumerate(self._suffixes()):
                 k = layer * directions + d
                 seq = x.flip(0) if suffix else x
-                out, h, c = lstmp_layer_reference(seq, h0[k], c0[k], *self.layer_weights(layer, suffix))
+                out, h, c = run_layer(seq, h0[k], c0[k], *self.layer_weights(layer, suffix))
                 outputs.append(out.flip(0) if suffix else out)
                 h_n.append(h)
                 c_n.append(c)

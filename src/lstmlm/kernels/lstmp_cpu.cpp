@@ -1,0 +1,266 @@
+// One LSTMP layer (one direction) over a whole sequence on the CPU, forward and backward.
+//
+// The twin of lstmlm.nn.lstm.lstmp_layer_reference (same equations, gate order i, f, g, o).
+// What makes it fast on a few cores:
+//   * the input half of the gates is one (T*B, I) x (I, 4H) product before the loop;
+//   * each step is one in-place addmm into a preallocated gate buffer plus one fused pointwise
+//     loop (peepholes, activations, cell and output in a single pass), with no Python in between;
+//   * backward runs the recurrence with one (B, 4H) x (4H, R) product per step and leaves every
+//     weight gradient to a single large product over all T*B rows after the loop.
+// Saved for backward: the activated gates (T, B, 4H) and the cells (T, B, H); m_t = o_t * tanh(c_t)
+// is recomputed in backward rather than stored.
+//
+// Registered as torch.ops.lstmlm_cpu.{forward,backward}; built by lstmlm/kernels/cpu.py.
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+namespace {
+
+using at::Tensor;
+
+// Built with -ffast-math so that gcc vectorises exp with glibc's libmvec; those vector exps assume
+// finite results, so arguments are clamped where exp would overflow float (|x| > 88). At the clamp
+// the functions are already saturated: sigmoid(-80) = 2e-35, tanh(40) = 1 - 4e-35.
+template <typename scalar_t>
+inline scalar_t sigmoid(scalar_t x) {
+  x = std::min(std::max(x, scalar_t(-80)), scalar_t(80));
+  return scalar_t(1) / (scalar_t(1) + std::exp(-x));
+}
+
+template <typename scalar_t>
+inline scalar_t tanh_(scalar_t x) {  // (1 - e) / (1 + e), e = exp(-2|x|): no cancellation near +-1
+  scalar_t e = std::exp(scalar_t(-2) * std::min(std::abs(x), scalar_t(40)));
+  return std::copysign((scalar_t(1) - e) / (scalar_t(1) + e), x);
+}
+
+// Rows of the batch per parallel chunk: enough elements that a thread's work outweighs waking it.
+inline int64_t grain(int64_t hidden) { return std::max<int64_t>(1, 32768 / std::max<int64_t>(hidden, 1)); }
+
+const Tensor& or_undefined(const c10::optional<Tensor>& t) {
+  static const Tensor undefined;
+  return t.has_value() ? *t : undefined;
+}
+
+// Forward pointwise step. gates (B, 4H) hold pre-activations on entry, activations on exit.
+template <typename scalar_t>
+void forward_step(scalar_t* gates, const scalar_t* c_prev, scalar_t* c_out, scalar_t* m_out,
+                  const scalar_t* w_ci, const scalar_t* w_cf, const scalar_t* w_co,
+                  int64_t batch, int64_t hidden) {
+  at::parallel_for(0, batch, grain(hidden), [&](int64_t begin, int64_t end) {
+    for (int64_t b = begin; b < end; ++b) {
+      scalar_t* gi = gates + b * 4 * hidden;
+      scalar_t* gf = gi + hidden;
+      scalar_t* gg = gf + hidden;
+      scalar_t* go = gg + hidden;
+      const scalar_t* cp = c_prev + b * hidden;
+      scalar_t* c = c_out + b * hidden;
+      scalar_t* m = m_out + b * hidden;
+      if (w_ci != nullptr) {
+#pragma omp simd
+        for (int64_t j = 0; j < hidden; ++j) {
+          scalar_t i = sigmoid(gi[j] + w_ci[j] * cp[j]);
+          scalar_t f = sigmoid(gf[j] + w_cf[j] * cp[j]);
+          scalar_t g = tanh_(gg[j]);
+          scalar_t cn = f * cp[j] + i * g;
+          scalar_t o = sigmoid(go[j] + w_co[j] * cn);
+          gi[j] = i; gf[j] = f; gg[j] = g; go[j] = o;
+          c[j] = cn;
+          m[j] = o * tanh_(cn);
+        }
+      } else {
+#pragma omp simd
+        for (int64_t j = 0; j < hidden; ++j) {
+          scalar_t i = sigmoid(gi[j]);
+          scalar_t f = sigmoid(gf[j]);
+          scalar_t g = tanh_(gg[j]);
+          scalar_t cn = f * cp[j] + i * g;
+          scalar_t o = sigmoid(go[j]);
+          gi[j] = i; gf[j] = f; gg[j] = g; go[j] = o;
+          c[j] = cn;
+          m[j] = o * tanh_(cn);
+        }
+      }
+    }
+  });
+}
+
+// Backward pointwise step. dm (B, H): gradient of m_t; dc (B, H): gradient of c_t from step t+1 on
+// entry, of c_{t-1} on exit. Writes the pre-activation gate gradients (B, 4H) and, if m_out is not
+// null, m_t (for the projection's weight gradient).
+template <typename scalar_t>
+void backward_step(const scalar_t* gates, const scalar_t* c_cur, const scalar_t* c_prev,
+                   const scalar_t* dm, scalar_t* dc, scalar_t* dgates, scalar_t* m_out,
+                   const scalar_t* w_ci, const scalar_t* w_cf, const scalar_t* w_co,
+                   int64_t batch, int64_t hidden) {
+  at::parallel_for(0, batch, grain(hidden), [&](int64_t begin, int64_t end) {
+    for (int64_t b = begin; b < end; ++b) {
+      const scalar_t* ai = gates + b * 4 * hidden;
+      const scalar_t* af = ai + hidden;
+      const scalar_t* ag = af + hidden;
+      const scalar_t* ao = ag + hidden;
+      scalar_t* di = dgates + b * 4 * hidden;
+      scalar_t* df = di + hidden;
+      scalar_t* dg = df + hidden;
+      scalar_t* dout = dg + hidden;
+      const scalar_t* c = c_cur + b * hidden;
+      const scalar_t* cp = c_prev + b * hidden;
+      const scalar_t* dmb = dm + b * hidden;
+      scalar_t* dcb = dc + b * hidden;
+      scalar_t* m = m_out == nullptr ? nullptr : m_out + b * hidden;
+      const bool peep = w_ci != nullptr;
+#pragma omp simd
+      for (int64_t j = 0; j < hidden; ++j) {
+        scalar_t i = ai[j], f = af[j], g = ag[j], o = ao[j];
+        scalar_t tc = tanh_(c[j]);
+        scalar_t d_o = dmb[j] * tc * o * (scalar_t(1) - o);
+        scalar_t d_c = dcb[j] + dmb[j] * o * (scalar_t(1) - tc * tc);
+        if (peep) d_c += d_o * w_co[j];
+        scalar_t d_i = d_c * g * i * (scalar_t(1) - i);
+        scalar_t d_f = d_c * cp[j] * f * (scalar_t(1) - f);
+        scalar_t d_g = d_c * i * (scalar_t(1) - g * g);
+        scalar_t d_cp = d_c * f;
+        if (peep) d_cp += d_i * w_ci[j] + d_f * w_cf[j];
+        di[j] = d_i; df[j] = d_f; dg[j] = d_g; dout[j] = d_o;
+        dcb[j] = d_cp;
+        if (m != nullptr) m[j] = o * tc;
+      }
+    }
+  });
+}
+
+// Returns output (T, B, R), h_n (B, R), c_n (B, H), gates (T, B, 4H) activated, cells (T, B, H).
+std::vector<Tensor> lstmp_forward(const Tensor& x_in, const Tensor& h0_in, const Tensor& c0_in,
+                                  const Tensor& w_ih_in, const Tensor& w_hh_in,
+                                  const c10::optional<Tensor>& bias_opt,
+                                  const c10::optional<Tensor>& w_ci_opt, const c10::optional<Tensor>& w_cf_opt,
+                                  const c10::optional<Tensor>& w_co_opt, const c10::optional<Tensor>& w_hr_opt) {
+  at::NoGradGuard no_grad;
+  const Tensor x = x_in.contiguous(), h0 = h0_in.contiguous(), c0 = c0_in.contiguous();
+  const Tensor w_ih = w_ih_in.contiguous(), w_hh = w_hh_in.contiguous();
+  const Tensor& bias = or_undefined(bias_opt);
+  const bool peep = w_ci_opt.has_value();
+  const Tensor w_ci = peep ? w_ci_opt->contiguous() : Tensor();
+  const Tensor w_cf = peep ? w_cf_opt->contiguous() : Tensor();
+  const Tensor w_co = peep ? w_co_opt->contiguous() : Tensor();
+  const bool proj = w_hr_opt.has_value();
+  const Tensor w_hr = proj ? w_hr_opt->contiguous() : Tensor();
+  const int64_t T = x.size(0), B = x.size(1), I = x.size(2);
+  const int64_t H = w_hh.size(0) / 4, R = w_hh.size(1);
+  TORCH_CHECK(T > 0, "lstmp_forward: empty sequence");
+
+  Tensor gates = bias.defined() ? at::addmm(bias, x.view({T * B, I}), w_ih.t())
+                                : at::mm(x.view({T * B, I}), w_ih.t());  // (T*B, 4H)
+  gates = gates.view({T, B, 4 * H});
+  Tensor cells = at::empty({T, B, H}, x.options());
+  Tensor out = at::empty({T, B, R}, x.options());
+  Tensor m_buf = proj ? at::empty({B, H}, x.options()) : Tensor();
+  const Tensor w_hh_t = w_hh.t();  // (R, 4H)
+  const Tensor w_hr_t = proj ? w_hr.t() : Tensor();  // (H, R)
+
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "lstmp_forward", [&] {
+    const scalar_t* pci = peep ? w_ci.data_ptr<scalar_t>() : nullptr;
+    const scalar_t* pcf = peep ? w_cf.data_ptr<scalar_t>() : nullptr;
+    const scalar_t* pco = peep ? w_co.data_ptr<scalar_t>() : nullptr;
+    for (int64_t t = 0; t < T; ++t) {
+      Tensor g_t = gates[t];  // (B, 4H)
+      g_t.addmm_(t == 0 ? h0 : out[t - 1], w_hh_t);
+      Tensor m_t = proj ? m_buf : out[t];  // (B, H)
+      const scalar_t* c_prev = t == 0 ? c0.data_ptr<scalar_t>() : cells[t - 1].data_ptr<scalar_t>();
+      forward_step<scalar_t>(g_t.data_ptr<scalar_t>(), c_prev, cells[t].data_ptr<scalar_t>(),
+                             m_t.data_ptr<scalar_t>(), pci, pcf, pco, B, H);
+      if (proj) {
+        Tensor r_t = out[t];
+        at::mm_out(r_t, m_buf, w_hr_t);  // (B, R)
+      }
+    }
+  });
+  return {out, out[T - 1].clone(), cells[T - 1].clone(), gates, cells};
+}
+
+// Returns dx, dh0, dc0, dw_ih, dw_hh, dbias, dw_ci, dw_cf, dw_co, dw_hr (empty where not applicable).
+std::vector<Tensor> lstmp_backward(const Tensor& dout_in, const Tensor& dh_n, const Tensor& dc_n,
+                                   const Tensor& x_in, const Tensor& h0_in, const Tensor& c0_in,
+                                   const Tensor& w_ih_in, const Tensor& w_hh_in,
+                                   const c10::optional<Tensor>& w_ci_opt, const c10::optional<Tensor>& w_cf_opt,
+                                   const c10::optional<Tensor>& w_co_opt, const c10::optional<Tensor>& w_hr_opt,
+                                   const Tensor& out, const Tensor& gates, const Tensor& cells,
+                                   bool has_bias, bool need_dx) {
+  at::NoGradGuard no_grad;
+  const Tensor x = x_in.contiguous(), h0 = h0_in.contiguous(), c0 = c0_in.contiguous();
+  const Tensor w_ih = w_ih_in.contiguous(), w_hh = w_hh_in.contiguous();
+  const Tensor dout = dout_in.contiguous();
+  const bool peep = w_ci_opt.has_value();
+  const Tensor w_ci = peep ? w_ci_opt->contiguous() : Tensor();
+  const Tensor w_cf = peep ? w_cf_opt->contiguous() : Tensor();
+  const Tensor w_co = peep ? w_co_opt->contiguous() : Tensor();
+  const bool proj = w_hr_opt.has_value();
+  const Tensor w_hr = proj ? w_hr_opt->contiguous() : Tensor();
+  const int64_t T = x.size(0), B = x.size(1), I = x.size(2);
+  const int64_t H = w_hh.size(0) / 4, R = w_hh.size(1);
+
+  Tensor dgates = at::empty({T, B, 4 * H}, x.options());
+  Tensor dc = dc_n.contiguous().clone();  // (B, H), carried backwards
+  Tensor dh = dh_n.contiguous().clone();  // (B, R), gradient of r_t from above and from step t+1
+  Tensor dr_all = proj ? at::empty({T, B, R}, x.options()) : Tensor();  // for dw_hr
+  Tensor m_all = proj ? at::empty({T, B, H}, x.options()) : Tensor();
+  Tensor dm = at::empty({B, H}, x.options());
+
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "lstmp_backward", [&] {
+    const scalar_t* pci = peep ? w_ci.data_ptr<scalar_t>() : nullptr;
+    const scalar_t* pcf = peep ? w_cf.data_ptr<scalar_t>() : nullptr;
+    const scalar_t* pco = peep ? w_co.data_ptr<scalar_t>() : nullptr;
+    for (int64_t t = T - 1; t >= 0; --t) {
+      if (proj) {
+        Tensor dr_t = dr_all[t];
+        at::add_out(dr_t, dout[t], dh);  // (B, R)
+        at::mm_out(dm, dr_t, w_hr);  // (B, H)
+      } else {
+        at::add_out(dm, dout[t], dh);
+      }
+      const scalar_t* c_prev = t == 0 ? c0.data_ptr<scalar_t>() : cells[t - 1].data_ptr<scalar_t>();
+      Tensor dg_t = dgates[t];  // (B, 4H)
+      backward_step<scalar_t>(gates[t].data_ptr<scalar_t>(), cells[t].data_ptr<scalar_t>(), c_prev,
+                              dm.data_ptr<scalar_t>(), dc.data_ptr<scalar_t>(), dg_t.data_ptr<scalar_t>(),
+                              proj ? m_all[t].data_ptr<scalar_t>() : nullptr, pci, pcf, pco, B, H);
+      at::mm_out(dh, dg_t, w_hh);  // (B, R): gradient of r_{t-1}
+    }
+  });
+
+  const Tensor dg_flat = dgates.view({T * B, 4 * H});
+  Tensor dx = need_dx ? at::mm(dg_flat, w_ih).view({T, B, I}) : Tensor();
+  Tensor dw_ih = at::mm(dg_flat.t(), x.view({T * B, I}));  // (4H, I)
+  Tensor dw_hh = at::mm(dgates[0].t(), h0);  // (4H, R)
+  if (T > 1) dw_hh.addmm_(dgates.narrow(0, 1, T - 1).reshape({(T - 1) * B, 4 * H}).t(),
+                          out.narrow(0, 0, T - 1).reshape({(T - 1) * B, R}));
+  Tensor dbias = has_bias ? dg_flat.sum(0) : Tensor();
+  Tensor dw_ci, dw_cf, dw_co;
+  if (peep) {
+    // c_{t-1} for every step: c0, then cells[0 .. T-2]
+    Tensor c_prev = T > 1 ? at::cat({c0.unsqueeze(0), cells.narrow(0, 0, T - 1)}, 0) : c0.unsqueeze(0);
+    dw_ci = (dgates.narrow(2, 0, H) * c_prev).sum({0, 1});
+    dw_cf = (dgates.narrow(2, H, H) * c_prev).sum({0, 1});
+    dw_co = (dgates.narrow(2, 3 * H, H) * cells).sum({0, 1});
+  }
+  Tensor dw_hr = proj ? at::mm(dr_all.view({T * B, R}).t(), m_all.view({T * B, H})) : Tensor();  // (R, H)
+  return {dx, dh, dc, dw_ih, dw_hh, dbias, dw_ci, dw_cf, dw_co, dw_hr};
+}
+
+}  // namespace
+
+TORCH_LIBRARY(lstmlm_cpu, m) {
+  m.def("forward(Tensor x, Tensor h0, Tensor c0, Tensor w_ih, Tensor w_hh, Tensor? bias, Tensor? w_ci, "
+        "Tensor? w_cf, Tensor? w_co, Tensor? w_hr) -> Tensor[]");
+  m.def("backward(Tensor dout, Tensor dh_n, Tensor dc_n, Tensor x, Tensor h0, Tensor c0, Tensor w_ih, "
+        "Tensor w_hh, Tensor? w_ci, Tensor? w_cf, Tensor? w_co, Tensor? w_hr, Tensor out, Tensor gates, "
+        "Tensor cells, bool has_bias, bool need_dx) -> Tensor[]");
+}
+
+TORCH_LIBRARY_IMPL(lstmlm_cpu, CPU, m) {
+  m.impl("forward", &lstmp_forward);
+  m.impl("backward", &lstmp_backward);
+}
