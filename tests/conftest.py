@@ -12,3 +12,9 @@ def tiny_corpus(tmp_path):
     path = tmp_path / "tiny.txt"
     path.write_text(text)
     return path
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path_factory, monkeypatch):
+    """Prepared corpora and downloads go to a per-session folder, never the user's cache."""
+    monkeypatch.setenv("LSTMLM_HOME", str(tmp_path_factory.getbasetemp() / "lstmlm-home"))

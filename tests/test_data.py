@@ -51,3 +51,21 @@ def test_splits():
     assert assignment["train"][0] == 1000 and len(assignment["test"]) == 0
     with pytest.raises(ValueError, match="split must be one of"):
         split_ids(ids, "random")
+
+
+def test_prepared_corpus_is_memory_mapped_and_follows_the_file(tmp_path):
+    import time
+
+    from lstmlm.data import load_ids
+    path = tmp_path / "c.txt"
+    path.write_text("hello world " * 100)
+    vocab, first = load_ids(str(path))
+    again_vocab, again = load_ids(str(path))
+    assert isinstance(again, np.memmap) and again_vocab == vocab
+    assert np.array_equal(first, again) and vocab.decode(again[:11]) == "hello world"
+    time.sleep(0.01)
+    path.write_text("goodbye moon " * 100)  # a changed file is prepared again
+    vocab2, changed = load_ids(str(path))
+    assert vocab2.decode(changed[:12]) == "goodbye moon"
+    with pytest.raises(ValueError, match="outside the vocabulary"):
+        load_ids(str(path), vocab=vocab)  # the old vocabulary cannot encode the new text

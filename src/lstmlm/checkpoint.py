@@ -142,6 +142,6 @@ def load_model(run: str | os.PathLike):
         model.load_state_dict(payload["model"])
     except (KeyError, TypeError, RuntimeError) as error:  # a field missing, renamed or of the wrong shape
         raise ValueError(f"checkpoint {run} does not fit this lstmlm {__version__} (written by lstmlm "
-                         f"{payload.get('lstmlm_version')}): {str(error).splitlines()[0][:200]}; retrain, or "
+                         f"{payload.get('lstmlm_version')}): {' '.join(str(error).split())[:300]}; retrain, or "
                          f"use the lstmlm version that wrote it") from None
     return payload, model.eval(), vocab, pairs

@@ -54,6 +54,8 @@ _TRAIN_FLAGS = [
     ("--max-pairs", int, "bigram tokens: all pairs up to this many, else the pairs seen in training plus "
                          "one fallback per first character"),
     ("--max-seconds", float, "stop after this much training time, in seconds (0: no limit)"),
+    ("--precision", str, "'fp32', 'tf32' (CUDA matmuls), 'bf16' or 'fp16' (autocast, a gradient scaler for fp16; "
+                         "the LSTM cell state stays fp32)"),
 ]
 
 
@@ -128,6 +130,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             import time
             out = f"runs/{args.preset or 'quickstart'}-{time.strftime('%Y%m%d-%H%M%S')}"
         summary = start_training(model_cfg, train_cfg, out, progress=progress)
+    if not summary:  # a rank other than 0 of a distributed run: rank 0 reports
+        return 0
     print(f"run directory: {summary['run_dir']}")
     print(f"validation: {summary['valid_bits_per_char']:.4f} bits per character, perplexity "
           f"{summary['valid_perplexity']:.3f}, over {summary['valid_chars']:,} characters")

@@ -14,24 +14,80 @@ Tokens are characters, or non-overlapping pairs of them (PairVocab.encode) for b
 """
 from __future__ import annotations
 
+import hashlib
+import json
+import logging
+import os
+from pathlib import Path
+
 import numpy as np
 import torch
 
-from .corpora import load_corpus
+from .corpora import BIBLE_SPECS, BIBLE_VERSION, cache_dir, load_corpus
 from .vocab import PairVocab, Vocab
 
+logger = logging.getLogger(__name__)
+
 SPLITS = ("assignment", "standard")
+PREPARED_FORMAT = 1  # bump when the prepared-corpus files change meaning
 ASSIGNMENT_VALID_CHARS = 1000
 
 
-def load_ids(corpus: str, alphabet: str = "raw", vocab: Vocab | None = None) -> tuple[Vocab, np.ndarray]:
+def load_ids(corpus: str, alphabet: str = "raw", vocab: Vocab | None = None,
+             prepared: bool = True) -> tuple[Vocab, np.ndarray]:
     """Read a corpus and encode it: returns the vocabulary (built from the text unless given) and
-    ids (N,), a compact integer array (1 byte per character for up to 255 symbols)."""
+    ids (N,), a compact integer array (1 byte per character for up to 255 symbols).
+
+    With prepared=True the encoded corpus is kept in cache_dir()/prepared as a .npy file beside its
+    vocabulary, keyed by the file's path, size and modification time and the alphabet; later runs,
+    and every rank of a distributed run, memory-map it (copy-on-write) instead of decoding again,
+    sharing one copy in the page cache.
+    """
+    key = _prepared_key(corpus, alphabet) if prepared else None
+    folder = cache_dir() / "prepared"
+    if key is not None and (folder / f"{key}.npy").exists() and (folder / f"{key}.json").exists():
+        cached = Vocab(json.loads((folder / f"{key}.json").read_text())["vocab"])
+        if vocab is None or vocab == cached:
+            return cached, np.load(folder / f"{key}.npy", mmap_mode="c")
     text = load_corpus(corpus, alphabet=alphabet)
-    if vocab is None:
-        vocab = Vocab.from_text(text)
-    ids = vocab.encode(text, what=f"corpus {corpus}")
-    return vocab, ids
+    built = Vocab.from_text(text)
+    ids = built.encode(text, what=f"corpus {corpus}")
+    if key is not None:
+        _save_prepared(folder, key, built, ids)
+    if vocab is not None and vocab != built:
+        ids = vocab.encode(text, what=f"corpus {corpus}")
+    return vocab or built, ids
+
+
+def _prepared_key(corpus: str, alphabet: str) -> str | None:
+    """A name for the prepared form of a corpus file, or None when it can't be told apart (a directory)."""
+    if corpus in BIBLE_SPECS:
+        ident = f"bible {BIBLE_VERSION}"
+    else:
+        path = cache_dir() / "text8.zip" if corpus == "text8" else Path(corpus).expanduser()
+        try:
+            stat = path.stat()
+        except OSError:
+            return None  # load_corpus says what is wrong
+        if not path.is_file():
+            return None
+        ident = f"{path.resolve()} {stat.st_size} {stat.st_mtime_ns}"
+    return hashlib.sha256(f"{PREPARED_FORMAT} {ident} {alphabet}".encode()).hexdigest()[:24]
+
+
+def _save_prepared(folder: Path, key: str, vocab: Vocab, ids: np.ndarray) -> None:
+    """Write ids and vocabulary atomically; a cache that can't be written is only a warning."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / f".{key}.{os.getpid()}.tmp"
+        with open(tmp, "wb") as f:
+            np.save(f, ids)
+        os.replace(tmp, folder / f"{key}.npy")
+        tmp.write_text(json.dumps({"vocab": vocab.to_list()}))
+        os.replace(tmp, folder / f"{key}.json")
+    except OSError as error:
+        logger.warning("could not cache the prepared corpus in %s (%s); it will be decoded again next time",
+                       folder, error)
 
 
 def split_ids(ids: np.ndarray, split: str) -> dict[str, np.ndarray]:

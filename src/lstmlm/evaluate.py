@@ -22,12 +22,13 @@ def _stream_nats(model: LanguageModel, inputs: torch.Tensor, targets: torch.Tens
     """Summed negative log-likelihood (nats) of targets (B, L) given inputs (B, L + context), chunk by
     chunk, and the final state."""
     context = model.config.context
+    device = model.head.weight.device
     total = 0.0
     for start in range(0, targets.shape[1], num_unrollings):
         state = detach_state(state)
         stop = min(start + num_unrollings, targets.shape[1])
-        logits, state = model(inputs[:, start:stop + context].long(), state)  # (B, t, V)
-        chunk = targets[:, start:stop].reshape(-1).long()
+        logits, state = model(inputs[:, start:stop + context].long().to(device), state)  # (B, t, V)
+        chunk = targets[:, start:stop].reshape(-1).long().to(device)
         total += torch.nn.functional.cross_entropy(
             logits.reshape(-1, logits.shape[-1]).float(), chunk, reduction="sum").item()
         if extra_nats is not None:
@@ -51,7 +52,7 @@ def evaluate(model: LanguageModel, char_ids: np.ndarray, batch_size: int = 64, n
     all_ids = torch.from_numpy(np.ascontiguousarray(to_tokens(char_ids, pairs)))
     if pairs is not None:
         inputs, targets, chars_per_target = all_ids[:-1], all_ids[1:], 2
-        extra_nats = torch.from_numpy(pairs.fallback_nats)  # shared probability of unseen pairs
+        extra_nats = torch.from_numpy(pairs.fallback_nats).to(model.head.weight.device)  # unseen pairs' share
     else:  # char ids [1 - context:] predict char ids [2:]
         inputs, targets, chars_per_target, extra_nats = all_ids[1 - context:-1], all_ids[2:], 1, None
     was_training = model.training
@@ -71,7 +72,8 @@ def evaluate(model: LanguageModel, char_ids: np.ndarray, batch_size: int = 64, n
             nats += tail_nats
         chars = n * chars_per_target
         if pairs is not None and len(char_ids) % 2 == 1:  # the odd last character: P(a pair starts with it)
-            logits, _ = model(targets[None, -1:].long(), state)  # (1, 1, V): what follows the last pair
+            last = targets[None, -1:].long().to(model.head.weight.device)  # (1, 1): the last pair
+            logits, _ = model(last, state)  # (1, 1, V): what follows it
             log_probs = torch.log_softmax(logits[0, -1].float(), dim=0)
             nats -= torch.logsumexp(log_probs[pairs.starting_with(int(char_ids[-1]))], dim=0).item()
             chars += 1

@@ -25,6 +25,7 @@ import torch
 from . import __version__
 from .checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from .corpora import BIBLE_SPECS
+from .distributed import World, all_mean, any_rank, close_world, gather_rows, init_world
 from .data import SPLITS, BatchStream, load_ids, split_ids, to_tokens
 from .evaluate import evaluate
 from .model import LanguageModel, ModelConfig, detach_state, nats_per_token
@@ -34,6 +35,7 @@ from .vocab import PairVocab, Vocab
 logger = logging.getLogger(__name__)
 
 NAMED_CORPORA = (*BIBLE_SPECS, "text8")
+PRECISIONS = ("fp32", "tf32", "bf16", "fp16")
 
 
 @dataclass(frozen=True)
@@ -62,10 +64,13 @@ class TrainConfig:
     seed: int = 0
     max_pairs: int = 4096          # bigram tokens: all V² pairs up to this many, else the pairs seen in training
     max_seconds: float = 0.0       # stop early after this much training wall time (0: no limit)
+    precision: str = "fp32"        # "fp32", "tf32" (CUDA matmuls), "bf16" or "fp16" (autocast; cell state stays fp32)
 
     def __post_init__(self):
         if self.split not in SPLITS:
             raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {self.split!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if self.optimizer not in ("sgd", "adam"):
             raise ValueError(f"optimizer must be 'sgd' or 'adam', got {self.optimizer!r}")
         for name in ("batch_size", "num_unrollings", "steps", "lr_decay_every", "valid_every",
@@ -218,8 +223,11 @@ def _write_json(path: Path, data: dict) -> None:
 class Run:
     """Everything a training run holds between steps; what a checkpoint saves and restores."""
 
-    def __init__(self, model_cfg: ModelConfig, train_cfg: TrainConfig, vocab: Vocab, ids: np.ndarray):
+    def __init__(self, model_cfg: ModelConfig, train_cfg: TrainConfig, vocab: Vocab, ids: np.ndarray,
+                 world: World | None = None):
         self.model_cfg, self.cfg, self.vocab = model_cfg, train_cfg, vocab
+        self.world = world or World()
+        self.rows = self.world.streams(train_cfg.batch_size)  # this rank's streams of the global batch
         self.splits = split_ids(ids, train_cfg.split)
         self.pairs = None
         if model_cfg.tokens == "bigram":
@@ -229,13 +237,26 @@ class Run:
                             "never a target")
         torch.manual_seed(train_cfg.seed)
         self.model = LanguageModel(len(vocab) if self.pairs is None else len(self.pairs), model_cfg)
+        self.model.to(self.world.device)
+        if self.world.rank > 0:  # different dropout masks on every rank
+            torch.manual_seed(train_cfg.seed + 7919 * self.world.rank)
+        self.trainer = self.model  # what the training step calls: the model, or DDP around it
+        if self.world.size > 1:
+            self.trainer = torch.nn.parallel.DistributedDataParallel(self.model)
         self.optimizer = make_optimizer(train_cfg, self.model)
+        device_type = torch.device(self.world.device).type
+        self.autocast = torch.autocast(device_type, dtype=torch.bfloat16 if train_cfg.precision == "bf16" else torch.float16,
+                                       enabled=train_cfg.precision in ("bf16", "fp16"))
+        self.scaler = torch.amp.GradScaler(device_type, enabled=train_cfg.precision == "fp16")
+        if train_cfg.precision == "tf32":
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
         try:
             self.stream = BatchStream(to_tokens(self.splits["train"], self.pairs), train_cfg.batch_size,
                                       train_cfg.num_unrollings, model_cfg.context)
         except ValueError as error:  # say which corpus is too short
             raise ValueError(f"corpus {train_cfg.corpus} ({train_cfg.split} split): {error}") from None
-        self.state = self.model.initial_state(train_cfg.batch_size)
+        self.state = self.model.initial_state(self.rows.stop - self.rows.start)  # this rank's streams
         self.step = 0
 
     def checkpoint_payload(self) -> dict:
@@ -244,8 +265,9 @@ class Run:
             "vocab": self.vocab.to_list(), "lstmlm_version": __version__,
             "pair_vocab": None if self.pairs is None else {"pairs": self.pairs.to_list()},
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-            "step": self.step, "data": self.stream.state_dict(),
-            "state": [t.detach().clone() for t in self.state], "rng": {"torch": torch.get_rng_state()},
+            "step": self.step, "data": self.stream.state_dict(),  # the global cursors and LSTM state
+            "state": [gather_rows(t.detach(), self.world, dim=1).cpu() for t in self.state],
+            "rng": {"torch": torch.get_rng_state(), "scaler": self.scaler.state_dict()},
         }
 
     def restore(self, payload: dict) -> None:
@@ -255,21 +277,30 @@ class Run:
         self.model.load_state_dict(payload["model"])
         self.optimizer.load_state_dict(payload["optimizer"])
         self.stream.load_state_dict(payload["data"])
-        self.state = tuple(payload["state"])
+        self.state = tuple(t[:, self.rows].to(self.world.device) for t in payload["state"])
         self.step = int(payload["step"])
-        torch.set_rng_state(payload["rng"]["torch"])
+        if self.world.rank == 0:
+            torch.set_rng_state(payload["rng"]["torch"])
+        else:
+            torch.manual_seed(self.cfg.seed + 7919 * self.world.rank + self.step)
+        if payload["rng"].get("scaler"):
+            self.scaler.load_state_dict(payload["rng"]["scaler"])
 
 
 def start_training(model_cfg: ModelConfig, train_cfg: TrainConfig, out_dir: str | os.PathLike,
                    progress: bool = True) -> dict:
-    """Train a new model into out_dir (which must not already hold a run). Returns the summary."""
+    """Train a new model into out_dir (which must not already hold a run). Returns the summary
+    (on rank 0 of a distributed run; other ranks return {})."""
     out = Path(out_dir).expanduser()
     if (out / CHECKPOINT_NAME).exists():
         raise FileExistsError(f"{out} already holds a run; continue it with `lstmlm train --resume {out}` "
                               f"or choose another --out")
     t0 = time.perf_counter()
+    world = init_world()
     vocab, ids = load_ids(train_cfg.corpus, train_cfg.alphabet)
-    run = Run(model_cfg, train_cfg, vocab, ids)
+    run = Run(model_cfg, train_cfg, vocab, ids, world)
+    if not world.is_main:
+        return _train_loop(run, out, False, t0)
     out.mkdir(parents=True, exist_ok=True)
     _write_json(out / "config.json", {
         "model": asdict(model_cfg), "train": asdict(train_cfg), "vocab": vocab.to_list(),
@@ -292,15 +323,17 @@ def resume_training(run_dir: str | os.PathLike, steps: int | None = None, progre
         train_cfg = replace(train_cfg, steps=steps)
     vocab = Vocab(payload["vocab"])
     _, ids = load_ids(train_cfg.corpus, train_cfg.alphabet, vocab)
-    run = Run(model_cfg, train_cfg, vocab, ids)
+    world = init_world()
+    run = Run(model_cfg, train_cfg, vocab, ids, world)
     try:
         run.restore(payload)
     except (KeyError, RuntimeError) as error:  # a field missing, renamed or of the wrong shape
         raise ValueError(f"the checkpoint in {out} does not fit this lstmlm {__version__} (written by lstmlm "
-                         f"{payload.get('lstmlm_version')}): {str(error).splitlines()[0][:200]}; start a new "
+                         f"{payload.get('lstmlm_version')}): {' '.join(str(error).split())[:300]}; start a new "
                          f"run, or resume with the lstmlm version that wrote it") from None
-    logger.info("resuming %s at step %d of %d", out, run.step, train_cfg.steps)
-    return _train_loop(run, out, progress, t0)
+    if world.is_main:
+        logger.info("resuming %s at step %d of %d on %d process(es)", out, run.step, train_cfg.steps, world.size)
+    return _train_loop(run, out, progress and world.is_main, t0)
 
 
 def _samples(run: Run, step: int) -> list[str]:
@@ -309,45 +342,60 @@ def _samples(run: Run, step: int) -> list[str]:
                                 pairs=run.pairs)) for k in range(cfg.sample_count)]
 
 
+def _train_step(run: Run, lr: float) -> float:
+    """One optimizer step on this rank's streams; returns the loss in nats per token, averaged over
+    ranks (NaN if any rank's loss is not finite, before the parameters change)."""
+    cfg, context = run.cfg, run.model_cfg.context
+    for group in run.optimizer.param_groups:
+        group["lr"] = lr
+    batch = run.stream.next_batch()[run.rows].to(run.world.device)  # (B / world, T+1+context)
+    state = detach_state(run.state)
+    with run.autocast:
+        logits, run.state = run.trainer(batch[:, :-1], state)  # (B / world, T, V)
+        loss = nats_per_token(logits.float(), batch[:, 1 + context:])
+    run.optimizer.zero_grad(set_to_none=True)
+    run.scaler.scale(loss).backward()  # DDP averages the gradients over ranks here
+    loss_value = all_mean(loss.detach(), run.world).item()
+    if not math.isfinite(loss_value):
+        return loss_value
+    if cfg.clip_grad_norm > 0:
+        run.scaler.unscale_(run.optimizer)
+        torch.nn.utils.clip_grad_norm_(run.model.parameters(), cfg.clip_grad_norm)
+    run.scaler.step(run.optimizer)
+    run.scaler.update()
+    run.step += 1
+    return loss_value
+
+
 def _train_loop(run: Run, out: Path, progress: bool, t0: float) -> dict:
     from tqdm import tqdm
 
-    cfg, model, optimizer = run.cfg, run.model, run.optimizer
+    cfg, model, main = run.cfg, run.model, run.world.is_main
     valid_ids = run.splits["valid"][:cfg.valid_chars] if cfg.valid_chars else run.splits["valid"]
-    metrics = MetricsLog(out / "metrics.csv", keep_up_to_step=run.step)
-    board = _tensorboard(out)
+    metrics = MetricsLog(out / "metrics.csv", keep_up_to_step=run.step) if main else None
+    board = _tensorboard(out) if main else None
     chars_per_token = 1 if run.pairs is None else 2
-    chars_per_step = cfg.batch_size * cfg.num_unrollings * chars_per_token
-    context = run.model_cfg.context
+    chars_per_step = cfg.batch_size * cfg.num_unrollings * chars_per_token  # the global batch
     loss_sum, loss_steps, train_seconds, budget_seconds = 0.0, 0, 0.0, 0.0
     last_valid = None
     bar = tqdm(total=cfg.steps, initial=run.step, disable=not progress, unit="step", dynamic_ncols=True,
                leave=True, desc="train")
+    say = bar.write if progress else logger.info
     model.train()
     while run.step < cfg.steps:
         tick = time.perf_counter()
         lr = learning_rate_at(cfg, run.step)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        batch = run.stream.next_batch()  # (B, T+1+context)
-        state = detach_state(run.state)
-        logits, run.state = model(batch[:, :-1], state)  # (B, T, V)
-        loss = nats_per_token(logits, batch[:, 1 + context:])
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if cfg.clip_grad_norm > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad_norm)
-        loss_value = loss.item()
+        loss_value = _train_step(run, lr)
         if not math.isfinite(loss_value):
             bar.close()
+            close_world(run.world)
             raise FloatingPointError(f"the training loss became {loss_value} at step {run.step + 1}; training "
                                      f"stopped and the last good checkpoint in {out} is kept (try a lower "
                                      f"--learning-rate or --clip-grad-norm)")
-        optimizer.step()
-        run.step += 1
         train_seconds += time.perf_counter() - tick
         budget_seconds += time.perf_counter() - tick
-        final = run.step == cfg.steps or (cfg.max_seconds > 0 and budget_seconds >= cfg.max_seconds)
+        final = run.step == cfg.steps or (cfg.max_seconds > 0 and any_rank(budget_seconds >= cfg.max_seconds,
+                                                                             run.world))
         loss_sum += loss_value
         loss_steps += 1
         bar.update(1)
@@ -357,7 +405,7 @@ def _train_loop(run: Run, out: Path, progress: bool, t0: float) -> dict:
             bar.set_postfix(loss=f"{loss_value:.3f}", ppl=f"{2 ** bpc:.2f}", bpc=f"{bpc:.3f}",
                             chars_s=f"{chars_per_second:,.0f}", refresh=False)
 
-        if run.step % cfg.valid_every == 0 or final:
+        if main and (run.step % cfg.valid_every == 0 or final):
             last_valid = evaluate(model, valid_ids, cfg.valid_batch_size, max(cfg.num_unrollings, 100), run.pairs)
             train_nats = loss_sum / loss_steps / chars_per_token
             row = {"step": run.step, "learning_rate": lr, "train_nats_per_char": train_nats,
@@ -368,26 +416,31 @@ def _train_loop(run: Run, out: Path, progress: bool, t0: float) -> dict:
             if board is not None:
                 for key in ("train_bits_per_char", "valid_bits_per_char", "learning_rate", "chars_per_second"):
                     board.add_scalar(key, row[key], run.step)
-            message = (f"step {run.step}: train {row['train_bits_per_char']:.3f} bits/char, valid "
-                       f"{last_valid['bits_per_char']:.3f} bits/char (perplexity {last_valid['perplexity']:.2f}), "
-                       f"lr {lr:g}, {chars_per_second:,.0f} chars/s")
-            (bar.write if progress else logger.info)(message)
+            say(f"step {run.step}: train {row['train_bits_per_char']:.3f} bits/char, valid "
+                f"{last_valid['bits_per_char']:.3f} bits/char (perplexity {last_valid['perplexity']:.2f}), "
+                f"lr {lr:g}, {chars_per_second:,.0f} chars/s")
+        if run.step % cfg.valid_every == 0 or final:
             loss_sum, loss_steps, train_seconds = 0.0, 0, 0.0
 
-        if cfg.sample_every and run.step % cfg.sample_every == 0:
+        if main and cfg.sample_every and run.step % cfg.sample_every == 0:
             samples = _samples(run, run.step)
             with open(out / "samples.txt", "a") as f:
                 f.write(f"step {run.step}\n" + "".join(s + "\n" for s in samples))
             for s in samples:
-                (bar.write if progress else logger.info)(f"  sample: {s!r}")
+                say(f"  sample: {s!r}")
 
         if run.step % cfg.checkpoint_every == 0 or final:
-            save_checkpoint(out / CHECKPOINT_NAME, run.checkpoint_payload())
+            payload = run.checkpoint_payload()  # every rank takes part: it gathers the LSTM state
+            if main:
+                save_checkpoint(out / CHECKPOINT_NAME, payload)
         if final:
             break
     bar.close()
     if board is not None:
         board.close()
+    if not main:
+        close_world(run.world)
+        return {}
 
     full_valid = run.splits["valid"]
     if last_valid is None or len(valid_ids) != len(full_valid):
@@ -402,4 +455,5 @@ def _train_loop(run: Run, out: Path, progress: bool, t0: float) -> dict:
     _write_json(out / "summary.json", summary)
     if metrics.rows:
         plot_learning_curve(metrics.rows, out / "learning_curve.png")
+    close_world(run.world)
     return summary
