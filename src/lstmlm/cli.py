@@ -9,7 +9,7 @@ from dataclasses import fields
 
 import torch
 
-from . import __version__
+from . import __version__, mirror
 from .checkpoint import load_model
 from .data import load_ids, split_ids
 from .evaluate import evaluate
@@ -102,6 +102,10 @@ def build_parser() -> argparse.ArgumentParser:
     sm.add_argument("--top-k", type=int, default=0, help="sample among the k likeliest characters (0: all)")
     sm.add_argument("--seed", type=int, default=0, help="random seed: the same seed gives the same text")
     _add_common(sm)
+
+    # listed for --help only: parse_args hands `lstmlm mirror ...` to build_mirror_parsers
+    commands.add_parser("mirror", help="mirror every word with a seq2seq LSTM: `lstmlm mirror train|eval ...` "
+                                       "or `lstmlm mirror RUN_DIR TEXT`")
     return parser
 
 
@@ -176,19 +180,154 @@ def cmd_sample(args: argparse.Namespace) -> int:
     return 0
 
 
+# `lstmlm mirror ...` (mirror.py): the first word after `mirror` picks train, eval, or mirroring text with RUN_DIR.
+_MIRROR_FLAGS = [
+    ("--corpus", str, "'bible' (embedded, default), 'text8', or a UTF-8 file or directory, e.g. "
+                      "../shared/data/wiki8.txt.xz"),
+    ("--alphabet", str, "'raw' (the text's own characters) or 'text8' (a-z and space)"),
+    ("--max-words", int, "training sentences have 1..N words (default 5)"),
+    ("--embedding-size", int, "character embedding width"),
+    ("--encoder-size", int, "LSTM cells per encoder direction"),
+    ("--decoder-size", int, "decoder LSTM cells"),
+    ("--attention-size", int, "width of the additive attention"),
+    ("--location-filters", int, "channels of the convolution over the previous alignment (0: content-only attention)"),
+    ("--location-kernel", int, "odd width of that convolution"),
+    ("--batch-size", int, "sentences per step"),
+    ("--steps", int, "total optimizer steps"),
+    ("--learning-rate", float, "Adam's initial learning rate"),
+    ("--lr-decay", float, "multiply the learning rate by this every --lr-decay-every steps"),
+    ("--lr-decay-every", int, "steps between learning-rate decays"),
+    ("--clip-grad-norm", float, "clip gradients to this global norm (0: off)"),
+    ("--valid-every", int, "steps between validations"),
+    ("--valid-sentences", int, "held-out sentences for validation during training"),
+    ("--checkpoint-every", int, "steps between checkpoints"),
+    ("--time-limit-minutes", float, "stop, validate and checkpoint once the command has run this long (0: no limit)"),
+    ("--seed", int, "random seed"),
+]
+
+
+def build_mirror_parsers() -> dict[str, argparse.ArgumentParser]:
+    """The parsers of `lstmlm mirror train`, `lstmlm mirror eval` and `lstmlm mirror RUN_DIR TEXT...`."""
+    train = argparse.ArgumentParser(prog="lstmlm mirror train", description="Train a sequence-to-sequence LSTM "
+                                    "that mirrors every word (pairs made on the fly from --corpus).")
+    train.add_argument("--out", help="run directory (default: runs/mirror-<time>)")
+    train.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
+    for flag, kind, text in _MIRROR_FLAGS:
+        train.add_argument(flag, type=kind, help=text)
+    train.add_argument("--peepholes", action=argparse.BooleanOptionalAction, default=None,
+                       help="peephole connections in every LSTM")
+    _add_common(train)
+
+    ev = argparse.ArgumentParser(prog="lstmlm mirror eval", description="Exact-sentence, per-word and per-character "
+                                 "accuracy on held-out sentences, by length in words.")
+    ev.add_argument("run", metavar="RUN_DIR", help="run directory or checkpoint file")
+    ev.add_argument("--corpus", help="corpus to draw sentences from (default: the training corpus)")
+    ev.add_argument("--split", choices=("valid", "test"), default="test", help="part of the corpus (default: test)")
+    ev.add_argument("--lengths", help="comma-separated sentence lengths in words (default: 1..N, 2N, 4N for a "
+                                      "model trained on at most N words)")
+    ev.add_argument("--sentences", type=int, default=200, help="sentences per length")
+    ev.add_argument("--beam", type=int, nargs="+", default=[1], metavar="K",
+                    help="beam widths to compare on the same sentences (1: greedy), e.g. --beam 1 5")
+    ev.add_argument("--seed", type=int, default=1234, help="which held-out sentences")
+    ev.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    _add_common(ev)
+
+    use = argparse.ArgumentParser(prog="lstmlm mirror", description="Mirror every word of TEXT (or of each line "
+                                  "of standard input) with a trained model. Also: `lstmlm mirror train ...` and "
+                                  "`lstmlm mirror eval RUN_DIR`, each with --help.")
+    use.add_argument("run", metavar="RUN_DIR", help="run directory or checkpoint file from `lstmlm mirror train`")
+    use.add_argument("text", metavar="TEXT", nargs="*", help="one sentence (its words may be separate arguments); "
+                                                              "none: mirror each line of standard input")
+    use.add_argument("--beam", type=int, default=1, metavar="K", help="beam search with K hypotheses (1: greedy)")
+    _add_common(use)
+    return {"train": train, "eval": ev, "text": use}
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """The main parser's arguments, or for `lstmlm mirror ...` those of the mirror parser its next word picks."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] != ["mirror"]:
+        return build_parser().parse_args(argv)
+    parsers = build_mirror_parsers()
+    which = argv[1] if argv[1:2] in (["train"], ["eval"]) else "text"
+    if which == "text":  # options may come between the words of TEXT
+        args = parsers[which].parse_intermixed_args(argv[1:])
+    else:
+        args = parsers[which].parse_args(argv[2:])
+    args.command = f"mirror {which}"
+    return args
+
+
+def cmd_mirror_train(args: argparse.Namespace) -> int:
+    progress = not args.quiet
+    if args.resume:
+        given = [flag for flag, _, _ in _MIRROR_FLAGS if flag != "--steps" and getattr(args, _dest(flag)) is not None]
+        given += ["--out"] * (args.out is not None) + ["--peepholes"] * (args.peepholes is not None)
+        if given:
+            raise ValueError(f"--resume continues a run with its saved configuration; drop {', '.join(given)} "
+                             f"(only --steps may change)")
+        summary = mirror.resume_mirror_training(args.resume, steps=args.steps, progress=progress)
+    else:
+        overrides = {_dest(flag): getattr(args, _dest(flag)) for flag, _, _ in _MIRROR_FLAGS}
+        overrides["peepholes"] = args.peepholes
+        model_cfg, train_cfg = mirror.make_mirror_configs(overrides)
+        out = args.out
+        if out is None:
+            import time
+            out = f"runs/mirror-{time.strftime('%Y%m%d-%H%M%S')}"
+        summary = mirror.start_mirror_training(model_cfg, train_cfg, out, progress=progress)
+    print(f"run directory: {summary['run_dir']}")
+    print(f"validation ({summary['valid_sentences']} sentences): exact-sentence {summary['valid_exact_accuracy']:.2%}, "
+          f"per-word {summary['valid_word_accuracy']:.2%}, per-char {summary['valid_char_accuracy']:.2%}, "
+          f"{summary['valid_bits_per_char']:.4f} bits per character")
+    print(f"trained {summary['steps']:,} steps, {summary['train_sentences']:,} sentences, "
+          f"in {summary['wall_seconds']:.1f} s wall time")
+    for example in summary["examples"]:
+        print(f"  {example['source']!r} -> {example['output']!r}")
+    return 0
+
+
+def cmd_mirror_eval(args: argparse.Namespace) -> int:
+    try:
+        lengths = [int(n) for n in args.lengths.split(",")] if args.lengths else None
+    except ValueError:
+        raise ValueError(f"--lengths must be comma-separated word counts such as 1,2,5,10, got {args.lengths!r}") from None
+    if any(k < 1 for k in args.beam):
+        raise ValueError(f"--beam must be >= 1 (1 is greedy), got {' '.join(map(str, args.beam))}")
+    if args.sentences < 1:
+        raise ValueError(f"--sentences must be >= 1, got {args.sentences}")
+    result = mirror.evaluate_mirror(args.run, args.corpus, lengths, args.sentences, tuple(args.beam), args.split,
+                                    args.seed)
+    print(mirror.format_table(result))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=2)
+    return 0
+
+
+def cmd_mirror_text(args: argparse.Namespace) -> int:
+    if args.beam < 1:
+        raise ValueError(f"--beam must be >= 1 (1 is greedy), got {args.beam}")
+    lines = [" ".join(args.text)] if args.text else sys.stdin.read().splitlines()
+    for line in mirror.mirror_lines(args.run, lines, beam=args.beam):
+        print(line)
+    return 0
+
+
 def _dest(flag: str) -> str:
     return flag[2:].replace("-", "_")
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s")
     if args.threads < 0:
         print(f"lstmlm: error: --threads must be >= 0, got {args.threads}", file=sys.stderr)
         return 2
     if args.threads:
         torch.set_num_threads(args.threads)
-    command = {"train": cmd_train, "eval": cmd_eval, "sample": cmd_sample}[args.command]
+    command = {"train": cmd_train, "eval": cmd_eval, "sample": cmd_sample, "mirror train": cmd_mirror_train,
+               "mirror eval": cmd_mirror_eval, "mirror text": cmd_mirror_text}[args.command]
     try:
         return command(args)
     except (ValueError, OSError, ImportError, FloatingPointError) as error:
