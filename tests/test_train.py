@@ -93,3 +93,29 @@ def test_assignment_preset_is_the_notebook_recipe():
 def test_bad_train_config(overrides, match):
     with pytest.raises(ValueError, match=match):
         make_configs(None, overrides)
+
+
+@pytest.mark.parametrize("preset", ["text8-cpu", "text8-gpu", "lstmp", "quickstart"])
+def test_every_preset_trains_at_a_small_size(preset, tiny_corpus, tmp_path):
+    model_cfg, train_cfg = make_configs(preset, {
+        "corpus": str(tiny_corpus), "hidden_size": 32, "proj_size": 8 if preset in ("text8-gpu", "lstmp") else None,
+        "embedding_size": 8, "batch_size": 4, "num_unrollings": 8, "steps": 6, "valid_every": 3, "valid_chars": 200,
+        "valid_batch_size": 4, "checkpoint_every": 3, "sample_every": 0})
+    summary = start_training(model_cfg, train_cfg, tmp_path / "run", progress=False)
+    assert summary["steps"] == 6 and summary["valid_bits_per_char"] < 5
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_mixed_precision_keeps_the_cell_state_in_fp32(precision, tiny_corpus, tmp_path):
+    model_cfg, train_cfg = _configs(tiny_corpus, 20, precision=precision, optimizer="adam", learning_rate=0.01)
+    start_training(model_cfg, train_cfg, tmp_path / "run", progress=False)
+    payload = load_checkpoint(tmp_path / "run")
+    assert payload["state"][1].dtype == torch.float32  # c
+    assert all(t.dtype == torch.float32 for t in payload["model"].values())  # master weights
+    assert payload["step"] == 20
+
+
+def test_max_seconds_stops_early_and_checkpoints(tiny_corpus, tmp_path):
+    summary = start_training(*_configs(tiny_corpus, 100_000, max_seconds=1.0), tmp_path / "run", progress=False)
+    assert 0 < summary["steps"] < 100_000
+    assert load_checkpoint(tmp_path / "run")["step"] == summary["steps"]

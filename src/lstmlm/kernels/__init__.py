@@ -41,8 +41,8 @@ def fast_path(kernel: str, x: Tensor) -> Callable | None:
                              "use kernel='auto' or 'reference'")
         cpu.load()  # raises, saying what is missing, if it cannot be built
         return cpu.lstmp_layer_cpu
-    # auto
-    if x.device.type == "cpu" and x.dtype == torch.float32:
+    # auto; under autocast (bf16/fp16) the reference recurrence runs, its products in low precision
+    if x.device.type == "cpu" and x.dtype == torch.float32 and not torch.is_autocast_enabled("cpu"):
         if cpu.available():
             return cpu.lstmp_layer_cpu
         _warn_once("cpu", "using the reference LSTMP recurrence: %s", cpu.unavailable_reason())
