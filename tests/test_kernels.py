@@ -150,3 +150,12 @@ def test_cpu_kernel_saturates_like_the_reference():
     torch.testing.assert_close(fast_out, ref_out)
     for fast, ref in zip(fast_grads, ref_grads):
         torch.testing.assert_close(fast, ref, rtol=1e-4, atol=1e-4)
+
+
+def test_model_config_kernel_reaches_every_layer():
+    from lstmlm.model import LanguageModel, ModelConfig
+
+    model = LanguageModel(11, ModelConfig(hidden_size=8, num_layers=2, kernel="reference"))
+    assert [layer.kernel for layer in model.layers] == ["reference", "reference"]
+    with pytest.raises(ValueError, match="kernel must be one of"):
+        LanguageModel(11, ModelConfig(kernel="fast"))

@@ -33,6 +33,7 @@ _TRAIN_FLAGS = [
     ("--weight-drop", float, "DropConnect on the recurrent weights, one mask per chunk, in [0, 1)"),
     ("--zoneout-cell", float, "zoneout probability for the cell state (runs the reference recurrence)"),
     ("--zoneout-hidden", float, "zoneout probability for the hidden state (runs the reference recurrence)"),
+    ("--kernel", str, "LSTM implementation: 'auto' (the fastest for the device), 'reference' or 'cpu'"),
     ("--init", str, "'torch' or 'notebook' (the assignment's truncated normal)"),
     ("--batch-size", int, "parallel streams per step"),
     ("--num-unrollings", int, "time steps per truncated-BPTT chunk"),
@@ -102,6 +103,20 @@ def build_parser() -> argparse.ArgumentParser:
     sm.add_argument("--top-k", type=int, default=0, help="sample among the k likeliest characters (0: all)")
     sm.add_argument("--seed", type=int, default=0, help="random seed: the same seed gives the same text")
     _add_common(sm)
+
+    bench = commands.add_parser("bench", help="training speed and activation memory of the LSTM kernels vs torch.nn.LSTM",
+                                description="Train-step chars/s of each implementation at each size, with the ratio "
+                                            "to torch.nn.LSTM measured in the same run (see lstmlm.bench).")
+    bench.add_argument("--sizes", nargs="+", metavar="H,B,T[,E[,P]]", help="hidden, batch, unrollings, embedding "
+                       "width (0: one-hot), projection (default: H/4) (default: H64 B64 T10 ... H1024 B128 T100)")
+    bench.add_argument("--kernel", "--implementations", dest="implementations", nargs="+", metavar="NAME",
+                       help="implementations to time (default: all of nn.LSTM, reference, cpu, nn.LSTM+proj, "
+                            "reference+lstmp, cpu+lstmp)")
+    bench.add_argument("--seconds", type=float, default=3.0, help="timed seconds per implementation and size")
+    bench.add_argument("--rounds", type=int, default=3, help="interleaved timing rounds; the best counts")
+    bench.add_argument("--device", default="cpu", help="'cpu' or 'cuda'")
+    bench.add_argument("--out", help="directory for bench.json and bench.csv")
+    _add_common(bench)
 
     # listed for --help only: parse_args hands `lstmlm mirror ...` to build_mirror_parsers
     commands.add_parser("mirror", help="mirror every word with a seq2seq LSTM: `lstmlm mirror train|eval ...` "
@@ -314,6 +329,28 @@ def cmd_mirror_text(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from . import bench
+
+    sizes = tuple(bench.parse_size(s) for s in args.sizes) if args.sizes else bench.DEFAULT_SIZES
+    implementations = tuple(args.implementations or bench.IMPLEMENTATIONS)
+    for name in implementations:
+        if name not in bench.IMPLEMENTATIONS:
+            raise ValueError(f"--kernel: unknown implementation {name!r}; choose from {', '.join(bench.IMPLEMENTATIONS)}")
+    if args.seconds <= 0 or args.rounds <= 0:
+        raise ValueError(f"--seconds and --rounds must be positive, got {args.seconds} and {args.rounds}")
+    env = bench.environment(args.device)
+    print(bench.format_table([], env))
+    results = bench.run_benchmark(sizes, implementations, min_seconds=args.seconds, rounds=args.rounds,
+                                  device=args.device, progress=None if args.quiet else print)
+    if args.quiet:
+        print("\n".join(bench.format_row(r) for r in results))
+    if args.out:
+        for path in bench.write_results(results, env, args.out):
+            print(f"wrote {path}")
+    return 0
+
+
 def _dest(flag: str) -> str:
     return flag[2:].replace("-", "_")
 
@@ -326,7 +363,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.threads:
         torch.set_num_threads(args.threads)
-    command = {"train": cmd_train, "eval": cmd_eval, "sample": cmd_sample, "mirror train": cmd_mirror_train,
+    command = {"train": cmd_train, "eval": cmd_eval, "sample": cmd_sample, "bench": cmd_bench, "mirror train": cmd_mirror_train,
                "mirror eval": cmd_mirror_eval, "mirror text": cmd_mirror_text}[args.command]
     try:
         return command(args)

@@ -39,6 +39,7 @@ class ModelConfig:
     zoneout_cell: float = 0.0      # zoneout probabilities; > 0 runs the reference recurrence
     zoneout_hidden: float = 0.0
     init: str = "torch"            # "torch": U(-1/sqrt(H), 1/sqrt(H)); "notebook": TF's N(-0.1, 0.1) truncated, zero biases
+    kernel: str = "auto"           # LSTM implementation (lstmlm.kernels): "auto", "reference" or "cpu"; same results
 
     def __post_init__(self):
         if self.tokens not in ("char", "bigram"):
@@ -83,7 +84,7 @@ class LanguageModel(nn.Module):
         real_hidden = config.proj_size or config.hidden_size
         self.layers = nn.ModuleList(
             LSTM(input_size if k == 0 else real_hidden, config.hidden_size, proj_size=config.proj_size,
-                 peepholes=config.peepholes) for k in range(config.num_layers))
+                 peepholes=config.peepholes, kernel=config.kernel) for k in range(config.num_layers))
         self.head = nn.Linear(real_hidden, vocab_size)
         if config.init == "notebook":
             self._init_like_notebook()
