@@ -161,7 +161,7 @@ def make_batch(vocab: Vocab, sentences: list[str]) -> dict[str, Tensor]:
     """Teacher-forcing tensors: source (B, S), lengths (B,), decoder input (B, T+1), target (B, T+1)."""
     source, lengths = encode_sentences(vocab, sentences)
     targets, _ = encode_sentences(vocab, [mirror_words(s) for s in sentences])  # (B, T) with T == S
-    batch, steps = targets.shape
+    batch = targets.shape[0]
     decoder_input = torch.cat([torch.full((batch, 1), BOUNDARY), targets], dim=1)  # (B, T+1)
     target = torch.cat([targets, torch.full((batch, 1), PAD)], dim=1)  # (B, T+1)
     target[torch.arange(batch), lengths] = BOUNDARY  # EOS right after each sentence
@@ -399,7 +399,8 @@ def score(sentences: list[str], outputs: list[str]) -> dict:
 
 
 @torch.no_grad()
-def teacher_forced_nats(model: MirrorModel, vocab: Vocab, sentences: list[str], batch_size: int = 256) -> tuple[float, int]:
+def teacher_forced_nats(model: MirrorModel, vocab: Vocab, sentences: list[str],
+                        batch_size: int = 256) -> tuple[float, int]:
     """Summed cross entropy (nats) of the mirrored characters and EOS given the truth so far, and their count."""
     model.eval()
     total, count = 0.0, 0
