@@ -190,6 +190,8 @@ def test_cli_mirror_text_stdin_eval_and_errors(trained, short_words, tmp_path, c
         (["mirror", str(run), "the Quick"], "never saw: 'Q', 'i', 'k', 't', 'u'"),
         (["mirror", str(run), "--beam", "0", "abc"], "--beam must be >= 1"),
         (["mirror", "eval", str(run), "--lengths", "1,x"], "--lengths must be comma-separated"),
+        (["mirror", "eval", str(run), "--lengths", "0,2"], "--lengths must be word counts >= 1"),
+        (["mirror", "eval", str(run), "--corpus", "bible"], "corpus bible has characters the model never saw"),
         (["mirror", "train", "--corpus", str(short_words), "--max-words", "0", "--out", str(tmp_path / "x")],
          "max_words must be a positive integer"),
         (["mirror", "train", "--corpus", str(short_words), "--out", str(run)], "already holds a run"),

@@ -307,6 +307,8 @@ def cmd_mirror_eval(args: argparse.Namespace) -> int:
         lengths = [int(n) for n in args.lengths.split(",")] if args.lengths else None
     except ValueError:
         raise ValueError(f"--lengths must be comma-separated word counts such as 1,2,5,10, got {args.lengths!r}") from None
+    if lengths is not None and min(lengths) < 1:
+        raise ValueError(f"--lengths must be word counts >= 1, got {args.lengths!r}")
     if any(k < 1 for k in args.beam):
         raise ValueError(f"--beam must be >= 1 (1 is greedy), got {' '.join(map(str, args.beam))}")
     if args.sentences < 1:

@@ -85,8 +85,8 @@ def corpus_ids(corpus: str, alphabet: str = "raw", vocab: Vocab | None = None) -
         missing = vocab.unknown(visible)
         if missing:
             raise ValueError(f"corpus {corpus} has characters the model never saw: {describe_chars(missing)}; "
-                             f"the model knows only {''.join(vocab.symbols)!r} (train on this corpus, or try "
-                             f"--alphabet text8 when the model was trained on text8-like text)")
+                             f"the model knows only {''.join(vocab.symbols)!r} (use a corpus in the model's alphabet, "
+                             f"or train a model on this one)")
     space = int(vocab.encode(" ")[0])
     table = np.array([space if s.isspace() else int(vocab.encode(s)[0]) for s in chars.symbols], dtype=np.uint8)
     ids = table[raw]  # (N,)
