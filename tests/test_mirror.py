@@ -45,6 +45,14 @@ def test_corpus_ids_collapse_white_space_and_name_unknown_characters(tmp_path):
         corpus_ids(str(path), vocab=LETTERS)
 
 
+def test_corpus_ids_handle_more_than_255_symbols(tmp_path):
+    path = tmp_path / "wide.txt"
+    path.write_text(" ".join(chr(0x4E00 + i) * 2 for i in range(300)))
+    vocab, ids = corpus_ids(str(path))
+    assert len(vocab) == 301 and vocab.decode(ids) == path.read_text()
+    assert mirror_words(vocab.decode(ids[:8])) == vocab.decode(ids[:8])  # palindromic words
+
+
 def test_windows_are_whole_words(tmp_path):
     text = "aa bbb c dddd ee f ggg"
     windows = SentenceWindows(LETTERS.encode(text), LETTERS)

@@ -88,7 +88,8 @@ def corpus_ids(corpus: str, alphabet: str = "raw", vocab: Vocab | None = None) -
                              f"the model knows only {''.join(vocab.symbols)!r} (use a corpus in the model's alphabet, "
                              f"or train a model on this one)")
     space = int(vocab.encode(" ")[0])
-    table = np.array([space if s.isspace() else int(vocab.encode(s)[0]) for s in chars.symbols], dtype=np.uint8)
+    table = np.array([space if s.isspace() else int(vocab.encode(s)[0]) for s in chars.symbols],
+                     dtype=np.uint8 if len(vocab) <= 255 else np.int32)
     ids = table[raw]  # (N,)
     del raw
     is_space = ids == space
