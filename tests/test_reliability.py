@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import functools
 import http.server
+import io
 import os
 import pickle
 import random
@@ -25,7 +26,7 @@ import pytest
 import torch
 
 import lstmlm
-from lstmlm import corpora
+from lstmlm import corpora, mirror
 from lstmlm.checkpoint import load_checkpoint
 from lstmlm.cli import main
 from test_corpora import random_text8, stored_zip
@@ -462,7 +463,8 @@ def test_out_of_range_eval_and_sample_options_print_nothing(trained_run, capsys,
     (["eval"], "the following arguments are required: RUN_DIR"),
     (["sample", "run", "--lenght", "5"], "unrecognized arguments: --lenght"),
     (["evaluate", "run"], "invalid choice: 'evaluate'"),
-], ids=["not-a-number", "missing-argument", "misspelt-flag", "unknown-command"])
+    (["mirror", "train", "--steps", "many"], "argument --steps: invalid int value: 'many'"),
+], ids=["not-a-number", "missing-argument", "misspelt-flag", "unknown-command", "mirror-not-a-number"])
 def test_unparseable_arguments_are_one_line_errors(capsys, argv, message):
     capsys.readouterr()
     with pytest.raises(SystemExit) as exit_info:
@@ -470,6 +472,32 @@ def test_unparseable_arguments_are_one_line_errors(capsys, argv, message):
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert_one_line_error(err, message, "--help")
+
+
+# --- mirror input ----------------------------------------------------------------------------------
+
+@pytest.fixture
+def mirror_run(tmp_path: Path) -> Path:
+    """A word-mirroring model trained for 2 steps on the letters a-h: enough to have a vocabulary."""
+    corpus = tmp_path / "words.txt"
+    corpus.write_text("abc de fgh " * 500)
+    model_cfg, train_cfg = mirror.make_mirror_configs({
+        "corpus": str(corpus), "embedding_size": 8, "encoder_size": 8, "decoder_size": 8, "attention_size": 8,
+        "max_words": 2, "batch_size": 8, "steps": 2, "valid_every": 2, "valid_sentences": 8, "checkpoint_every": 2})
+    mirror.start_mirror_training(model_cfg, train_cfg, tmp_path / "mirror", progress=False)
+    return tmp_path / "mirror"
+
+
+@pytest.mark.parametrize("words, stdin", [(["abc", "Zed!"], None), ([], "abc de\nZed!\n")], ids=["argument", "stdin"])
+def test_unknown_characters_in_mirror_input(mirror_run, capsys, monkeypatch, words, stdin):
+    """Checked before any line is mirrored, so nothing is printed."""
+    if stdin is not None:
+        monkeypatch.setattr("sys.stdin", io.StringIO(stdin))
+    before = snapshot(mirror_run)
+    code, out, err = run_cli(["mirror", mirror_run, *words], capsys)
+    assert code == 1 and out == ""
+    assert_one_line_error(err, "characters the model never saw: '!', 'Z'", mirror_run)
+    assert snapshot(mirror_run) == before
 
 
 # --- text8 download: interrupted, then resumed; checksum mismatch -----------------------------------

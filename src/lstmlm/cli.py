@@ -223,8 +223,8 @@ _MIRROR_FLAGS = [
 
 def build_mirror_parsers() -> dict[str, argparse.ArgumentParser]:
     """The parsers of `lstmlm mirror train`, `lstmlm mirror eval` and `lstmlm mirror RUN_DIR TEXT...`."""
-    train = argparse.ArgumentParser(prog="lstmlm mirror train", description="Train a sequence-to-sequence LSTM "
-                                    "that mirrors every word (pairs made on the fly from --corpus).")
+    train = _Parser(prog="lstmlm mirror train", description="Train a sequence-to-sequence LSTM "
+                    "that mirrors every word (pairs made on the fly from --corpus).")
     train.add_argument("--out", help="run directory (default: runs/mirror-<time>)")
     train.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
     for flag, kind, text in _MIRROR_FLAGS:
@@ -233,8 +233,8 @@ def build_mirror_parsers() -> dict[str, argparse.ArgumentParser]:
                        help="peephole connections in every LSTM")
     _add_common(train)
 
-    ev = argparse.ArgumentParser(prog="lstmlm mirror eval", description="Exact-sentence, per-word and per-character "
-                                 "accuracy on held-out sentences, by length in words.")
+    ev = _Parser(prog="lstmlm mirror eval", description="Exact-sentence, per-word and per-character "
+                 "accuracy on held-out sentences, by length in words.")
     ev.add_argument("run", metavar="RUN_DIR", help="run directory or checkpoint file")
     ev.add_argument("--corpus", help="corpus to draw sentences from (default: the training corpus)")
     ev.add_argument("--split", choices=("valid", "test"), default="test", help="part of the corpus (default: test)")
@@ -247,9 +247,9 @@ def build_mirror_parsers() -> dict[str, argparse.ArgumentParser]:
     ev.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     _add_common(ev)
 
-    use = argparse.ArgumentParser(prog="lstmlm mirror", description="Mirror every word of TEXT (or of each line "
-                                  "of standard input) with a trained model. Also: `lstmlm mirror train ...` and "
-                                  "`lstmlm mirror eval RUN_DIR`, each with --help.")
+    use = _Parser(prog="lstmlm mirror", description="Mirror every word of TEXT (or of each line "
+                  "of standard input) with a trained model. Also: `lstmlm mirror train ...` and "
+                  "`lstmlm mirror eval RUN_DIR`, each with --help.")
     use.add_argument("run", metavar="RUN_DIR", help="run directory or checkpoint file from `lstmlm mirror train`")
     use.add_argument("text", metavar="TEXT", nargs="*", help="one sentence (its words may be separate arguments); "
                                                               "none: mirror each line of standard input")
