@@ -3,8 +3,10 @@
 // The twin of lstmlm.nn.lstm.lstmp_layer_reference (same equations, gate order i, f, g, o).
 // What makes it fast on a few cores:
 //   * the input half of the gates is one (T*B, I) x (I, 4H) product before the loop;
-//   * each step is one in-place addmm into a preallocated gate buffer plus one fused pointwise
-//     loop (peepholes, activations, cell and output in a single pass), with no Python in between;
+//   * each step is one BLAS gemm accumulating into a preallocated gate buffer plus one fused
+//     pointwise loop (peepholes, activations, cell and output in a single pass), with no Python and
+//     no tensor dispatch in between (the per-step products call the BLAS that torch links, sgemm_ /
+//     dgemm_, found with dlsym; at::mm on the same memory where it is not exported);
 //   * backward runs the recurrence with one (B, 4H) x (4H, R) product per step and leaves every
 //     weight gradient to a single large product over all T*B rows after the loop.
 // Saved for backward: the activated gates (T, B, 4H) and the cells (T, B, H); m_t = o_t * tanh(c_t)
@@ -16,6 +18,9 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <type_traits>
+#include <dlfcn.h>
+
 #include <cmath>
 #include <vector>
 
@@ -36,6 +41,56 @@ template <typename scalar_t>
 inline scalar_t tanh_(scalar_t x) {  // (1 - e) / (1 + e), e = exp(-2|x|): no cancellation near +-1
   scalar_t e = std::exp(scalar_t(-2) * std::min(std::abs(x), scalar_t(40)));
   return std::copysign((scalar_t(1) - e) / (scalar_t(1) + e), x);
+}
+
+// Fortran BLAS gemm (LP64), as exported by the BLAS that libtorch_cpu carries (MKL in the x86 wheels).
+template <typename scalar_t>
+using gemm_fn = void (*)(const char*, const char*, const int*, const int*, const int*, const scalar_t*,
+                         const scalar_t*, const int*, const scalar_t*, const int*, const scalar_t*, scalar_t*,
+                         const int*);
+
+template <typename scalar_t>
+gemm_fn<scalar_t> blas_gemm() {
+  static const gemm_fn<scalar_t> fn = [] {
+    const char* name = std::is_same_v<scalar_t, float> ? "sgemm_" : "dgemm_";
+    void* torch_cpu = dlopen("libtorch_cpu.so", RTLD_LAZY | RTLD_NOLOAD);  // loaded already, not as global
+    void* symbol = torch_cpu != nullptr ? dlsym(torch_cpu, name) : nullptr;
+    return reinterpret_cast<gemm_fn<scalar_t>>(symbol != nullptr ? symbol : dlsym(RTLD_DEFAULT, name));
+  }();
+  return fn;
+}
+
+bool has_blas() { return blas_gemm<float>() != nullptr && blas_gemm<double>() != nullptr; }
+
+// Row-major C (M, N) = beta * C + A (M, K) @ B, where B is stored (K, N), or (N, K) when b_is_nk
+// (then the product is A @ B^T). Pointers to contiguous rows; one BLAS call, no tensors.
+template <typename scalar_t>
+void matmul(const scalar_t* a, const scalar_t* b, scalar_t* c, int64_t M, int64_t N, int64_t K, bool b_is_nk,
+            scalar_t beta) {
+  if (auto gemm = blas_gemm<scalar_t>(); gemm != nullptr && std::max({M, N, K}) < (int64_t(1) << 31)) {
+    // column-major view: C^T (N, M) = op(B)^T (N, K) @ A^T (K, M)
+    const int m = int(N), n = int(M), k = int(K), lda = int(b_is_nk ? K : N), ldb = int(K), ldc = int(N);
+    const char transa = b_is_nk ? 'T' : 'N', transb = 'N';
+    const scalar_t alpha = 1;
+    gemm(&transa, &transb, &m, &n, &k, &alpha, b, &lda, a, &ldb, &beta, c, &ldc);
+    return;
+  }
+  const auto options = at::TensorOptions().dtype(c10::CppTypeToScalarType<scalar_t>::value);
+  Tensor A = at::from_blob(const_cast<scalar_t*>(a), {M, K}, options);
+  Tensor Bm = b_is_nk ? at::from_blob(const_cast<scalar_t*>(b), {N, K}, options).t()
+                      : at::from_blob(const_cast<scalar_t*>(b), {K, N}, options);
+  Tensor C = at::from_blob(c, {M, N}, options);
+  if (beta == scalar_t(0)) {
+    at::mm_out(C, A, Bm);
+  } else {
+    C.addmm_(A, Bm, beta, 1);
+  }
+}
+
+template <typename scalar_t>
+void add(const scalar_t* a, const scalar_t* b, scalar_t* out, int64_t n) {
+#pragma omp simd
+  for (int64_t j = 0; j < n; ++j) out[j] = a[j] + b[j];
 }
 
 // Rows of the batch per parallel chunk: enough elements that a thread's work outweighs waking it.
@@ -159,24 +214,25 @@ std::vector<Tensor> lstmp_forward(const Tensor& x_in, const Tensor& h0_in, const
   Tensor cells = at::empty({T, B, H}, x.options());
   Tensor out = at::empty({T, B, R}, x.options());
   Tensor m_buf = proj ? at::empty({B, H}, x.options()) : Tensor();
-  const Tensor w_hh_t = w_hh.t();  // (R, 4H)
-  const Tensor w_hr_t = proj ? w_hr.t() : Tensor();  // (H, R)
 
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "lstmp_forward", [&] {
     const scalar_t* pci = peep ? w_ci.data_ptr<scalar_t>() : nullptr;
     const scalar_t* pcf = peep ? w_cf.data_ptr<scalar_t>() : nullptr;
     const scalar_t* pco = peep ? w_co.data_ptr<scalar_t>() : nullptr;
+    scalar_t* G = gates.data_ptr<scalar_t>();  // (T, B, 4H)
+    scalar_t* C = cells.data_ptr<scalar_t>();  // (T, B, H)
+    scalar_t* O = out.data_ptr<scalar_t>();  // (T, B, R)
+    scalar_t* M = proj ? m_buf.data_ptr<scalar_t>() : nullptr;  // (B, H)
+    const scalar_t* W_hh = w_hh.data_ptr<scalar_t>();  // (4H, R)
+    const scalar_t* W_hr = proj ? w_hr.data_ptr<scalar_t>() : nullptr;  // (R, H)
     for (int64_t t = 0; t < T; ++t) {
-      Tensor g_t = gates[t];  // (B, 4H)
-      g_t.addmm_(t == 0 ? h0 : out[t - 1], w_hh_t);
-      Tensor m_t = proj ? m_buf : out[t];  // (B, H)
-      const scalar_t* c_prev = t == 0 ? c0.data_ptr<scalar_t>() : cells[t - 1].data_ptr<scalar_t>();
-      forward_step<scalar_t>(g_t.data_ptr<scalar_t>(), c_prev, cells[t].data_ptr<scalar_t>(),
-                             m_t.data_ptr<scalar_t>(), pci, pcf, pco, B, H);
-      if (proj) {
-        Tensor r_t = out[t];
-        at::mm_out(r_t, m_buf, w_hr_t);  // (B, R)
-      }
+      scalar_t* g_t = G + t * B * 4 * H;
+      const scalar_t* r_prev = t == 0 ? h0.data_ptr<scalar_t>() : O + (t - 1) * B * R;
+      matmul<scalar_t>(r_prev, W_hh, g_t, B, 4 * H, R, /*b_is_nk=*/true, 1);  // g_t += r_{t-1} W_hh^T
+      const scalar_t* c_prev = t == 0 ? c0.data_ptr<scalar_t>() : C + (t - 1) * B * H;
+      scalar_t* m_t = proj ? M : O + t * B * R;  // (B, H)
+      forward_step<scalar_t>(g_t, c_prev, C + t * B * H, m_t, pci, pcf, pco, B, H);
+      if (proj) matmul<scalar_t>(M, W_hr, O + t * B * R, B, R, H, /*b_is_nk=*/true, 0);  // r_t = m_t W_hr^T
     }
   });
   return {out, out[T - 1].clone(), cells[T - 1].clone(), gates, cells};
@@ -214,20 +270,29 @@ std::vector<Tensor> lstmp_backward(const Tensor& dout_in, const Tensor& dh_n, co
     const scalar_t* pci = peep ? w_ci.data_ptr<scalar_t>() : nullptr;
     const scalar_t* pcf = peep ? w_cf.data_ptr<scalar_t>() : nullptr;
     const scalar_t* pco = peep ? w_co.data_ptr<scalar_t>() : nullptr;
+    const scalar_t* G = gates.data_ptr<scalar_t>();  // (T, B, 4H)
+    const scalar_t* C = cells.data_ptr<scalar_t>();  // (T, B, H)
+    const scalar_t* dO = dout.data_ptr<scalar_t>();  // (T, B, R)
+    scalar_t* dG = dgates.data_ptr<scalar_t>();  // (T, B, 4H)
+    scalar_t* dR = proj ? dr_all.data_ptr<scalar_t>() : nullptr;  // (T, B, R)
+    scalar_t* M = proj ? m_all.data_ptr<scalar_t>() : nullptr;  // (T, B, H)
+    scalar_t* dM = dm.data_ptr<scalar_t>();  // (B, H)
+    scalar_t* dH = dh.data_ptr<scalar_t>();  // (B, R)
+    const scalar_t* W_hh = w_hh.data_ptr<scalar_t>();  // (4H, R)
+    const scalar_t* W_hr = proj ? w_hr.data_ptr<scalar_t>() : nullptr;  // (R, H)
     for (int64_t t = T - 1; t >= 0; --t) {
       if (proj) {
-        Tensor dr_t = dr_all[t];
-        at::add_out(dr_t, dout[t], dh);  // (B, R)
-        at::mm_out(dm, dr_t, w_hr);  // (B, H)
+        scalar_t* dr_t = dR + t * B * R;
+        add<scalar_t>(dO + t * B * R, dH, dr_t, B * R);  // dr_t = dout_t + dh   (B, R)
+        matmul<scalar_t>(dr_t, W_hr, dM, B, H, R, /*b_is_nk=*/false, 0);  // dm = dr_t W_hr   (B, H)
       } else {
-        at::add_out(dm, dout[t], dh);
+        add<scalar_t>(dO + t * B * R, dH, dM, B * R);
       }
-      const scalar_t* c_prev = t == 0 ? c0.data_ptr<scalar_t>() : cells[t - 1].data_ptr<scalar_t>();
-      Tensor dg_t = dgates[t];  // (B, 4H)
-      backward_step<scalar_t>(gates[t].data_ptr<scalar_t>(), cells[t].data_ptr<scalar_t>(), c_prev,
-                              dm.data_ptr<scalar_t>(), dc.data_ptr<scalar_t>(), dg_t.data_ptr<scalar_t>(),
-                              proj ? m_all[t].data_ptr<scalar_t>() : nullptr, pci, pcf, pco, B, H);
-      at::mm_out(dh, dg_t, w_hh);  // (B, R): gradient of r_{t-1}
+      const scalar_t* c_prev = t == 0 ? c0.data_ptr<scalar_t>() : C + (t - 1) * B * H;
+      scalar_t* dg_t = dG + t * B * 4 * H;  // (B, 4H)
+      backward_step<scalar_t>(G + t * B * 4 * H, C + t * B * H, c_prev, dM, dc.data_ptr<scalar_t>(), dg_t,
+                              proj ? M + t * B * H : nullptr, pci, pcf, pco, B, H);
+      matmul<scalar_t>(dg_t, W_hh, dH, B, R, 4 * H, /*b_is_nk=*/false, 0);  // dh = dg_t W_hh: gradient of r_{t-1}
     }
   });
 
@@ -255,6 +320,7 @@ std::vector<Tensor> lstmp_backward(const Tensor& dout_in, const Tensor& dh_n, co
 TORCH_LIBRARY(lstmlm_cpu, m) {
   m.def("forward(Tensor x, Tensor h0, Tensor c0, Tensor w_ih, Tensor w_hh, Tensor? bias, Tensor? w_ci, "
         "Tensor? w_cf, Tensor? w_co, Tensor? w_hr) -> Tensor[]");
+  m.def("has_blas() -> bool", &has_blas);
   m.def("backward(Tensor dout, Tensor dh_n, Tensor dc_n, Tensor x, Tensor h0, Tensor c0, Tensor w_ih, "
         "Tensor w_hh, Tensor? w_ci, Tensor? w_cf, Tensor? w_co, Tensor? w_hr, Tensor out, Tensor gates, "
         "Tensor cells, bool has_bias, bool need_dx) -> Tensor[]");
