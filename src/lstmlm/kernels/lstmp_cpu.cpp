@@ -5,8 +5,9 @@
 //   * the input half of the gates is one (T*B, I) x (I, 4H) product before the loop;
 //   * each step is one BLAS gemm accumulating into a preallocated gate buffer plus one fused
 //     pointwise loop (peepholes, activations, cell and output in a single pass), with no Python and
-//     no tensor dispatch in between (the per-step products call the BLAS that torch links, sgemm_ /
-//     dgemm_, found with dlsym; at::mm on the same memory where it is not exported);
+//     no tensor dispatch in between (the per-step products call the BLAS that torch links: MKL's
+//     packed GEMM with each weight packed once per sequence, else sgemm_ / dgemm_, found with
+//     dlsym; at::mm on the same memory where none is exported);
 //   * backward runs the recurrence with one (B, 4H) x (4H, R) product per step and leaves every
 //     weight gradient to a single large product over all T*B rows after the loop.
 // Saved for backward: the activated gates (T, B, 4H) and the cells (T, B, H); m_t = o_t * tanh(c_t)
@@ -86,6 +87,69 @@ void matmul(const scalar_t* a, const scalar_t* b, scalar_t* c, int64_t M, int64_
     C.addmm_(A, Bm, beta, 1);
   }
 }
+
+// MKL's packed GEMM (cblas_sgemm_pack / _compute, exported by libtorch_cpu where torch uses MKL):
+// a weight used by every step is reordered once per sequence instead of inside every sgemm call.
+using pack_size_fn = size_t (*)(int, int, int, int);
+using pack_fn = void (*)(int, int, int, int, int, int, float, const float*, int, float*);
+using compute_fn = void (*)(int, int, int, int, int, int, const float*, int, const float*, int, float, float*, int);
+constexpr int kRowMajor = 101, kNoTrans = 111, kTrans = 112, kPacked = 151, kBMatrix = 162;
+
+struct MklPacked {
+  pack_size_fn size = nullptr;
+  pack_fn pack = nullptr;
+  compute_fn compute = nullptr;
+};
+
+const MklPacked& mkl_packed() {
+  static const MklPacked fns = [] {
+    MklPacked f;
+    void* torch_cpu = dlopen("libtorch_cpu.so", RTLD_LAZY | RTLD_NOLOAD);
+    if (torch_cpu == nullptr) return f;
+    f.size = reinterpret_cast<pack_size_fn>(dlsym(torch_cpu, "cblas_sgemm_pack_get_size"));
+    f.pack = reinterpret_cast<pack_fn>(dlsym(torch_cpu, "cblas_sgemm_pack"));
+    f.compute = reinterpret_cast<compute_fn>(dlsym(torch_cpu, "cblas_sgemm_compute"));
+    if (f.size == nullptr || f.pack == nullptr || f.compute == nullptr) f = MklPacked();
+    return f;
+  }();
+  return fns;
+}
+
+// The product of every step with one weight: C (M, N) = beta * C + A (M, K) @ W, W stored (K, N),
+// or (N, K) when w_is_nk (then A @ W^T). Packs W once when MKL's packed GEMM is there (float).
+template <typename scalar_t>
+class StepProduct {
+ public:
+  StepProduct(const scalar_t* w, int64_t M, int64_t N, int64_t K, bool w_is_nk)
+      : w_(w), M_(M), N_(N), K_(K), w_is_nk_(w_is_nk) {
+    const MklPacked& mkl = mkl_packed();
+    if constexpr (std::is_same_v<scalar_t, float>) {
+      if (w != nullptr && mkl.pack != nullptr && std::max({M, N, K}) < (int64_t(1) << 31)) {
+        const size_t bytes = mkl.size(kBMatrix, int(M), int(N), int(K));
+        packed_ = at::empty({int64_t(bytes / sizeof(float)) + 16}, at::kFloat);
+        mkl.pack(kRowMajor, kBMatrix, w_is_nk ? kTrans : kNoTrans, int(M), int(N), int(K), 1.0f, w,
+                 int(w_is_nk ? K : N), packed_.data_ptr<float>());
+      }
+    }
+  }
+
+  void operator()(const scalar_t* a, scalar_t* c, scalar_t beta) const {
+    if constexpr (std::is_same_v<scalar_t, float>) {
+      if (packed_.defined()) {
+        mkl_packed().compute(kRowMajor, kNoTrans, kPacked, int(M_), int(N_), int(K_), a, int(K_),
+                             packed_.data_ptr<float>(), int(w_is_nk_ ? K_ : N_), beta, c, int(N_));
+        return;
+      }
+    }
+    matmul<scalar_t>(a, w_, c, M_, N_, K_, w_is_nk_, beta);
+  }
+
+ private:
+  const scalar_t* w_;
+  int64_t M_, N_, K_;
+  bool w_is_nk_;
+  Tensor packed_;
+};
 
 template <typename scalar_t>
 void add(const scalar_t* a, const scalar_t* b, scalar_t* out, int64_t n) {
@@ -225,14 +289,16 @@ std::vector<Tensor> lstmp_forward(const Tensor& x_in, const Tensor& h0_in, const
     scalar_t* M = proj ? m_buf.data_ptr<scalar_t>() : nullptr;  // (B, H)
     const scalar_t* W_hh = w_hh.data_ptr<scalar_t>();  // (4H, R)
     const scalar_t* W_hr = proj ? w_hr.data_ptr<scalar_t>() : nullptr;  // (R, H)
+    const StepProduct<scalar_t> recurrent(W_hh, B, 4 * H, R, /*w_is_nk=*/true);  // r_{t-1} W_hh^T
+    const StepProduct<scalar_t> project(W_hr, B, R, H, /*w_is_nk=*/true);  // m_t W_hr^T
     for (int64_t t = 0; t < T; ++t) {
       scalar_t* g_t = G + t * B * 4 * H;
       const scalar_t* r_prev = t == 0 ? h0.data_ptr<scalar_t>() : O + (t - 1) * B * R;
-      matmul<scalar_t>(r_prev, W_hh, g_t, B, 4 * H, R, /*b_is_nk=*/true, 1);  // g_t += r_{t-1} W_hh^T
+      recurrent(r_prev, g_t, 1);  // g_t += r_{t-1} W_hh^T
       const scalar_t* c_prev = t == 0 ? c0.data_ptr<scalar_t>() : C + (t - 1) * B * H;
       scalar_t* m_t = proj ? M : O + t * B * R;  // (B, H)
       forward_step<scalar_t>(g_t, c_prev, C + t * B * H, m_t, pci, pcf, pco, B, H);
-      if (proj) matmul<scalar_t>(M, W_hr, O + t * B * R, B, R, H, /*b_is_nk=*/true, 0);  // r_t = m_t W_hr^T
+      if (proj) project(M, O + t * B * R, 0);  // r_t = m_t W_hr^T
     }
   });
   return {out, out[T - 1].clone(), cells[T - 1].clone(), gates, cells};
@@ -280,11 +346,13 @@ std::vector<Tensor> lstmp_backward(const Tensor& dout_in, const Tensor& dh_n, co
     scalar_t* dH = dh.data_ptr<scalar_t>();  // (B, R)
     const scalar_t* W_hh = w_hh.data_ptr<scalar_t>();  // (4H, R)
     const scalar_t* W_hr = proj ? w_hr.data_ptr<scalar_t>() : nullptr;  // (R, H)
+    const StepProduct<scalar_t> recurrent(W_hh, B, R, 4 * H, /*w_is_nk=*/false);  // dg_t W_hh
+    const StepProduct<scalar_t> project(W_hr, B, H, R, /*w_is_nk=*/false);  // dr_t W_hr
     for (int64_t t = T - 1; t >= 0; --t) {
       if (proj) {
         scalar_t* dr_t = dR + t * B * R;
         add<scalar_t>(dO + t * B * R, dH, dr_t, B * R);  // dr_t = dout_t + dh   (B, R)
-        matmul<scalar_t>(dr_t, W_hr, dM, B, H, R, /*b_is_nk=*/false, 0);  // dm = dr_t W_hr   (B, H)
+        project(dr_t, dM, 0);  // dm = dr_t W_hr   (B, H)
       } else {
         add<scalar_t>(dO + t * B * R, dH, dM, B * R);
       }
@@ -292,7 +360,7 @@ std::vector<Tensor> lstmp_backward(const Tensor& dout_in, const Tensor& dh_n, co
       scalar_t* dg_t = dG + t * B * 4 * H;  // (B, 4H)
       backward_step<scalar_t>(G + t * B * 4 * H, C + t * B * H, c_prev, dM, dc.data_ptr<scalar_t>(), dg_t,
                               proj ? M + t * B * H : nullptr, pci, pcf, pco, B, H);
-      matmul<scalar_t>(dg_t, W_hh, dH, B, R, 4 * H, /*b_is_nk=*/false, 0);  // dh = dg_t W_hh: gradient of r_{t-1}
+      recurrent(dg_t, dH, 0);  // dh = dg_t W_hh: gradient of r_{t-1}
     }
   });
 
