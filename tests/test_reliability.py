@@ -98,8 +98,8 @@ def test_kill_9_at_a_random_moment_then_resume_equals_an_uninterrupted_run(tiny_
     args = [sys.executable, "-m", "lstmlm", "train", "--corpus", str(tiny_corpus), *TINY, "--steps", str(steps),
             "--valid-every", "10", "--checkpoint-every", "10", "--dropout", "0.1"]
     straight, killed = tmp_path / "straight", tmp_path / "killed"
-    uninterrupted = subprocess.Popen([*args, "--out", str(straight)], stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE, text=True)
+    log = open(tmp_path / "straight.log", "w")
+    uninterrupted = subprocess.Popen([*args, "--out", str(straight)], stdout=subprocess.DEVNULL, stderr=log)
     victim = subprocess.Popen([*args, "--out", str(killed)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 120
@@ -123,8 +123,8 @@ def test_kill_9_at_a_random_moment_then_resume_equals_an_uninterrupted_run(tiny_
                               "--quiet"], capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
     assert f"trained {steps} steps" in resumed.stdout
-    assert uninterrupted.wait(timeout=300) == 0, uninterrupted.stderr.read()
-    uninterrupted.stderr.close()
+    assert uninterrupted.wait(timeout=300) == 0, (tmp_path / "straight.log").read_text()
+    log.close()
 
     assert metrics_rows(killed) == metrics_rows(straight)
     assert [int(r["step"]) for r in metrics_rows(killed)] == list(range(10, steps + 1, 10))
