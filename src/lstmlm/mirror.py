@@ -47,7 +47,7 @@ from .checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from .corpora import load_corpus
 from .data import split_ids
 from .nn import LSTM
-from .train import MetricsLog, canonical_corpus, plot_learning_curve
+from .train import MetricsLog, canonical_corpus, check_optimization, plot_learning_curve
 from .vocab import Vocab
 
 logger = logging.getLogger(__name__)
@@ -442,12 +442,7 @@ class MirrorTrainConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if not self.learning_rate > 0:
-            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
-        if not 0 < self.lr_decay <= 1:
-            raise ValueError(f"lr_decay must be in (0, 1], got {self.lr_decay}")
-        if not self.clip_grad_norm >= 0:
-            raise ValueError(f"clip_grad_norm must be >= 0 (0 disables), got {self.clip_grad_norm}")
+        check_optimization(self)
         if not self.time_limit_minutes >= 0:
             raise ValueError(f"time_limit_minutes must be >= 0 (0: no limit), got {self.time_limit_minutes}")
 

@@ -81,14 +81,19 @@ class TrainConfig:
         for name in ("valid_chars", "sample_every", "sample_count", "max_pairs", "max_seconds"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if not self.learning_rate > 0:
-            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
-        if not 0 < self.lr_decay <= 1:
-            raise ValueError(f"lr_decay must be in (0, 1], got {self.lr_decay}")
-        if not self.clip_grad_norm >= 0:
-            raise ValueError(f"clip_grad_norm must be >= 0 (0 disables), got {self.clip_grad_norm}")
+        check_optimization(self)
         if not self.weight_decay >= 0:
             raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
+
+
+def check_optimization(cfg) -> None:
+    """Validate a config's learning_rate, lr_decay and clip_grad_norm (shared by every trainer)."""
+    if not cfg.learning_rate > 0:
+        raise ValueError(f"learning_rate must be > 0, got {cfg.learning_rate}")
+    if not 0 < cfg.lr_decay <= 1:
+        raise ValueError(f"lr_decay must be in (0, 1], got {cfg.lr_decay}")
+    if not cfg.clip_grad_norm >= 0:
+        raise ValueError(f"clip_grad_norm must be >= 0 (0 disables), got {cfg.clip_grad_norm}")
 
 
 # Each preset gives values for ModelConfig ("model") and TrainConfig ("train"); flags override them.
