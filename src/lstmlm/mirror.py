@@ -34,7 +34,7 @@ import logging
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -47,7 +47,7 @@ from .checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from .corpora import load_corpus
 from .data import split_ids
 from .nn import LSTM
-from .train import MetricsLog, canonical_corpus, check_optimization, plot_learning_curve
+from .train import MetricsLog, canonical_corpus, check_optimization, plot_learning_curve, split_overrides
 from .vocab import Vocab
 
 logger = logging.getLogger(__name__)
@@ -449,14 +449,9 @@ class MirrorTrainConfig:
 
 def make_mirror_configs(overrides: dict) -> tuple[MirrorModelConfig, MirrorTrainConfig]:
     """Defaults, then overrides (field name -> value, None meaning 'not given')."""
-    model_names = {f.name for f in fields(MirrorModelConfig)}
-    train_names = {f.name for f in fields(MirrorTrainConfig)}
-    unknown = set(overrides) - model_names - train_names
-    if unknown:
-        raise ValueError(f"unknown mirror configuration fields: {', '.join(sorted(unknown))}")
-    given = {k: v for k, v in overrides.items() if v is not None}
-    return (MirrorModelConfig(**{k: v for k, v in given.items() if k in model_names}),
-            MirrorTrainConfig(**{k: v for k, v in given.items() if k in train_names}))
+    model_given, train_given = split_overrides(overrides, MirrorModelConfig, MirrorTrainConfig,
+                                               "mirror configuration")
+    return MirrorModelConfig(**model_given), MirrorTrainConfig(**train_given)
 
 
 class MirrorMetricsLog(MetricsLog):

@@ -145,19 +145,27 @@ PRESETS: dict[str, dict[str, dict]] = {
 }
 
 
+def split_overrides(overrides: dict, model_class, train_class, what: str = "configuration") -> tuple[dict, dict]:
+    """Given values (field name -> value, None meaning 'not given') split between two config
+    dataclasses; an unknown field name is an error."""
+    model_names = {f.name for f in fields(model_class)}
+    train_names = {f.name for f in fields(train_class)}
+    unknown = set(overrides) - model_names - train_names
+    if unknown:
+        raise ValueError(f"unknown {what} fields: {', '.join(sorted(unknown))}")
+    given = {k: v for k, v in overrides.items() if v is not None}
+    return ({k: v for k, v in given.items() if k in model_names},
+            {k: v for k, v in given.items() if k in train_names})
+
+
 def make_configs(preset: str | None, overrides: dict) -> tuple[ModelConfig, TrainConfig]:
     """Preset values, then overrides (field name -> value, None meaning 'not given')."""
     if preset is not None and preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
     chosen = PRESETS.get(preset, {"model": {}, "train": {}})
-    model_names = {f.name for f in fields(ModelConfig)}
-    train_names = {f.name for f in fields(TrainConfig)}
-    unknown = set(overrides) - model_names - train_names
-    if unknown:
-        raise ValueError(f"unknown configuration fields: {', '.join(sorted(unknown))}")
-    given = {k: v for k, v in overrides.items() if v is not None}
-    model = {**chosen["model"], **{k: v for k, v in given.items() if k in model_names}}
-    train = {**chosen["train"], **{k: v for k, v in given.items() if k in train_names}}
+    model_given, train_given = split_overrides(overrides, ModelConfig, TrainConfig)
+    model = {**chosen["model"], **model_given}
+    train = {**chosen["train"], **train_given}
     if "corpus" in train:
         train["corpus"] = canonical_corpus(train["corpus"])
     return ModelConfig(**model), TrainConfig(**train)
