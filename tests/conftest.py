@@ -1,6 +1,13 @@
+import os
 import random
 
 import pytest
+import torch
+
+# Without a GPU, the Triton kernels are tested on the CPU in Triton's interpreter. Triton reads this
+# when a kernel is defined, so it is set before any test module imports lstmlm's kernels.
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 
 @pytest.fixture

@@ -3,10 +3,15 @@
     kernel      where it runs                       what it is
     reference   anywhere                            plain PyTorch, autograd does backward
     cpu         CPU, float32 and float64            C++ loops over time, hand-written backward (cpu.py)
+    triton      CUDA, float32 (autocast bf16/fp16)  Triton, one launch per step, any size (gpu.py)
+    persistent  CUDA, float32 (autocast bf16/fp16)  Triton, one launch per sequence, weights on chip,
+                                                    small H (gpu.PERSISTENT_MAX_WEIGHTS)
 
-`fast_path(kernel, x)` is how lstmlm.nn.LSTM chooses: "auto" takes the fastest path that applies
-to x's device and dtype (the compiled CPU kernel for float32 on the CPU), and None means "use the
-reference". Naming a kernel forces it, and says why when it cannot run.
+`fast_path(kernel, x, ...)` is how lstmlm.nn.LSTM chooses: "auto" takes the fastest path that
+applies to x's device, dtype and the layer's sizes (the compiled CPU kernel for float32 on the CPU;
+on CUDA the persistent kernel where its weights fit, else the per-step one), and None means "use
+the reference". Naming a kernel forces it, and says why when it cannot run. The Triton kernels also
+run on CPU tensors in Triton's interpreter (TRITON_INTERPRET=1), slowly: that is how CI tests them.
 """
 from __future__ import annotations
 
@@ -16,11 +21,11 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from . import cpu
+from . import cpu, gpu
 
 log = logging.getLogger(__name__)
 
-KERNELS = ("auto", "reference", "cpu")
+KERNELS = ("auto", "reference", "cpu", "triton", "persistent")
 _warned: set[str] = set()
 
 
@@ -31,10 +36,17 @@ def check_kernel(kernel: str) -> str:
     return kernel
 
 
-def fast_path(kernel: str, x: Tensor) -> Callable | None:
-    """The layer function for `kernel` on input x (T, B, I); None where the reference should run."""
+def fast_path(kernel: str, x: Tensor, hidden_size: int = 0, real_hidden: int = 0,
+              projection: bool = False) -> Callable | None:
+    """The layer function for `kernel` on input x (T, B, I) of a layer with hidden_size cells and
+    real_hidden outputs (proj_size or hidden_size); None where the reference should run."""
     if kernel == "reference":
         return None
+    if kernel in ("triton", "persistent"):
+        reason = gpu.unavailable_reason(x)
+        if reason:
+            raise ValueError(f"kernel {kernel!r} cannot run here: {reason}; use kernel='auto' or 'reference'")
+        return gpu.lstmp_layer_triton if kernel == "triton" else gpu.lstmp_layer_persistent
     if kernel == "cpu":
         if x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64):
             raise ValueError(f"kernel 'cpu' runs float32/float64 tensors on the CPU, got {x.dtype} on {x.device}; "
@@ -46,6 +58,13 @@ def fast_path(kernel: str, x: Tensor) -> Callable | None:
         if cpu.available():
             return cpu.lstmp_layer_cpu
         _warn_once("cpu", "using the reference LSTMP recurrence: %s", cpu.unavailable_reason())
+    if x.device.type == "cuda":
+        reason = gpu.unavailable_reason(x)
+        if not reason:
+            if hidden_size and gpu.persistent_fits(hidden_size, real_hidden, projection):
+                return gpu.lstmp_layer_persistent
+            return gpu.lstmp_layer_triton
+        _warn_once("cuda", "using the reference LSTMP recurrence: %s", reason)
     return None
 
 

@@ -90,8 +90,9 @@ class LSTM(nn.Module):
     Returns output (T, B, D*R) and (h_n, c_n) shaped like hx.
 
     kernel: which implementation runs each layer: "auto" (default) the fastest that applies to the
-    input's device and dtype (lstmlm.kernels), "reference" lstmp_layer_reference, "cpu" the compiled
-    CPU kernel. All give the same results; the attribute may be changed after construction.
+    input's device, dtype and sizes (lstmlm.kernels), "reference" lstmp_layer_reference, "cpu" the
+    compiled CPU kernel, "triton" / "persistent" the Triton kernels (CUDA). All give the same results
+    to rounding; the attribute may be changed after construction.
     """
 
     def __init__(
@@ -197,7 +198,8 @@ class LSTM(nn.Module):
             if tuple(h0.shape) != want_h or tuple(c0.shape) != want_c:
                 raise ValueError(f"LSTM: expected hx shapes {want_h} and {want_c}, "
                                  f"got {tuple(h0.shape)} and {tuple(c0.shape)}")
-        run_layer = fast_path(self.kernel, x) or lstmp_layer_reference
+        run_layer = fast_path(self.kernel, x, self.hidden_size, real_hidden, self.proj_size > 0) \
+            or lstmp_layer_reference
         h_n, c_n = [], []
         for layer in range(self.num_layers):
             outputs = []

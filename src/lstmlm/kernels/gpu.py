@@ -1,0 +1,224 @@
+"""The Triton fast paths for one LSTMP layer (device code: lstmp_triton.py), and their autograd.
+
+`lstmp_layer_triton` and `lstmp_layer_persistent` take the arguments of
+`lstmlm.nn.lstm.lstmp_layer_reference` (their twin) and return the same (output (T, B, R),
+h_n (B, R), c_n (B, H)). The input product x W_ih^T + b for the whole sequence is an ordinary
+PyTorch op (so autocast and autograd handle it, and W_ih's gradient is one large product); the
+recurrence is `RecurrenceFunction`, whose forward and backward run either one persistent launch for
+the whole sequence (small H) or one launch per step with cuBLAS products between (any H).
+
+They run on CUDA tensors, and on CPU tensors under the Triton interpreter (TRITON_INTERPRET=1, set
+before the first kernel is used), which is how CI tests them. Precision of the recurrent products:
+bf16 operands under a bf16/fp16 autocast, TF32 where torch allows it for CUDA matmuls, else full
+fp32; the cell state, gates and accumulations stay fp32.
+"""
+from __future__ import annotations
+
+import functools
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.autograd.function import once_differentiable
+
+# The persistent kernel keeps W_hh (4H x R) and W_hr (R x H) on chip, padded to powers of two.
+PERSISTENT_MAX_WEIGHTS = 5 * 128 * 128  # elements: H = R = 128 without projection
+PERSISTENT_BLOCK_B = 16                 # streams per program (tl.dot needs >= 16 rows)
+
+
+@functools.lru_cache(maxsize=1)
+def _import_error() -> str:
+    try:
+        import triton  # noqa: F401
+    except ImportError as error:
+        return f"Triton is not installed ({error}); pip install triton"
+    return ""
+
+
+def interpreting() -> bool:
+    """True when this process runs the kernels in Triton's CPU interpreter: TRITON_INTERPRET=1 was
+    set when lstmp_triton was first imported (Triton decides when a kernel is defined)."""
+    if _import_error():
+        return False
+    from . import lstmp_triton
+
+    return type(lstmp_triton.lstmp_forward_step).__name__ == "InterpretedFunction"
+
+
+def unavailable_reason(x: Tensor) -> str:
+    """Why the Triton kernels cannot run on x ("" when they can)."""
+    if _import_error():
+        return _import_error()
+    if x.device.type != "cuda" and not (x.device.type == "cpu" and interpreting()):
+        return f"the Triton kernels run on CUDA tensors (or on the CPU with TRITON_INTERPRET=1), got {x.device}"
+    if x.dtype not in (torch.float32, torch.bfloat16, torch.float16):
+        return f"the Triton kernels run float32 (or autocast bf16/fp16) inputs, got {x.dtype}"
+    return ""
+
+
+def persistent_fits(hidden_size: int, real_hidden: int, projection: bool) -> bool:
+    """Whether the persistent kernel's on-chip weights fit: W_hh and W_hr padded to powers of two."""
+    hp, rp = _padded(hidden_size), _padded(real_hidden)
+    return (4 + int(projection)) * hp * rp <= PERSISTENT_MAX_WEIGHTS
+
+
+def _padded(n: int) -> int:
+    return max(16, 1 << (n - 1).bit_length())
+
+
+def _dot_precision(device: torch.device) -> str:
+    """'bf16' under a bf16/fp16 autocast, 'tf32' where torch allows TF32 for CUDA matmuls, else 'ieee'."""
+    if torch.is_autocast_enabled(device.type):
+        return "bf16-emulated" if interpreting() else "bf16"
+    if device.type == "cuda" and (torch.backends.cuda.matmul.allow_tf32 or torch.get_float32_matmul_precision() != "highest"):
+        return "tf32"
+    return "ieee"
+
+
+class RecurrenceFunction(torch.autograd.Function):
+    """The LSTMP recurrence given the input half of the gates. Saves the activated gates (T, B, 4H),
+    the cells (T, B, H) and the outputs (T, B, R); backward recomputes m_t = o_t tanh(c_t)."""
+
+    @staticmethod
+    def forward(ctx, x_gates, h0, c0, weight_hh, w_peep, weight_hr, persistent: bool, dot: str):
+        # x_gates (T, B, 4H) fp32; h0 (B, R); c0 (B, H); weight_hh (4H, R); w_peep (3, H) or None;
+        # weight_hr (R, H) or None
+        from . import lstmp_triton as K
+
+        T, B, four_h = x_gates.shape
+        H, R = four_h // 4, weight_hh.shape[1]
+        f32 = dict(device=x_gates.device, dtype=torch.float32)
+        weight_hh = weight_hh.float().contiguous()
+        weight_hr = None if weight_hr is None else weight_hr.float().contiguous()
+        w_peep = None if w_peep is None else w_peep.float().contiguous()
+        h0, c0 = h0.float().contiguous(), c0.float().contiguous()
+        out = torch.empty(T, B, R, **f32)
+        gates = torch.empty(T, B, 4 * H, **f32)
+        cells = torch.empty(T, B, H, **f32)
+        h_n, c_n = torch.empty(B, R, **f32), torch.empty(B, H, **f32)
+        dummy = weight_hh  # for pointers a kernel does not read
+        wc = w_peep if w_peep is not None else dummy
+        if persistent:
+            grid = (triton_cdiv(B, PERSISTENT_BLOCK_B),)
+            K.lstmp_forward_persistent[grid](
+                x_gates, h0, c0, weight_hh, wc, weight_hr if weight_hr is not None else dummy,
+                out, h_n, c_n, gates, cells, T, B,
+                H=H, R=R, HP=_padded(H), RP=_padded(R), PEEP=w_peep is not None, PROJ=weight_hr is not None,
+                SAVE=True, BLOCK_B=PERSISTENT_BLOCK_B, DOT=dot, num_warps=4)
+        else:
+            block_b, block_h, block_k = _step_blocks(B, H, R)
+            grid = (triton_cdiv(B, block_b), triton_cdiv(H, block_h))
+            m = torch.empty(B, H, **f32) if weight_hr is not None else None
+            r_prev, c_prev = h0, c0
+            for t in range(T):
+                m_t = m if m is not None else out[t]
+                K.lstmp_forward_step[grid](
+                    x_gates[t], r_prev, c_prev, weight_hh, wc, m_t, gates[t], cells[t], B, H, R,
+                    PEEP=w_peep is not None, BLOCK_B=block_b, BLOCK_H=block_h, BLOCK_K=block_k, DOT=dot,
+                    num_warps=4)
+                if weight_hr is not None:
+                    _matmul(m_t, weight_hr.t(), out[t], dot)  # r_t = m_t W_hr^T (B, R)
+                r_prev, c_prev = out[t], cells[t]
+            h_n.copy_(out[-1])
+            c_n.copy_(cells[-1])
+        ctx.persistent, ctx.dot = persistent, dot
+        ctx.has_peep, ctx.has_proj = w_peep is not None, weight_hr is not None
+        ctx.save_for_backward(h0, c0, weight_hh, w_peep, weight_hr, out, gates, cells)
+        return out, h_n, c_n
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, d_out, d_h_n, d_c_n):
+        from . import lstmp_triton as K
+
+        h0, c0, weight_hh, w_peep, weight_hr, out, gates, cells = ctx.saved_tensors
+        T, B, R = out.shape
+        H = cells.shape[2]
+        f32 = dict(device=out.device, dtype=torch.float32)
+        d_out = torch.zeros(T, B, R, **f32) if d_out is None else d_out.float().contiguous()
+        d_h_n = torch.zeros(B, R, **f32) if d_h_n is None else d_h_n.float().contiguous()
+        d_c_n = torch.zeros(B, H, **f32) if d_c_n is None else d_c_n.float().contiguous()
+        d_gates = torch.empty(T, B, 4 * H, **f32)  # dL/d(pre-activations) = dL/dx_gates
+        # dL/dr_t in total, kept for W_hr's gradient (and by the per-step path between its launches)
+        d_r = torch.empty(T, B, R, **f32) if ctx.has_proj or not ctx.persistent else d_out
+        d_h0, d_c0 = torch.empty(B, R, **f32), torch.empty(B, H, **f32)
+        dummy = weight_hh
+        wc = w_peep if w_peep is not None else dummy
+        if ctx.persistent:
+            grid = (triton_cdiv(B, PERSISTENT_BLOCK_B),)
+            K.lstmp_backward_persistent[grid](
+                d_out[T - 1], d_h_n, d_c_n, c0, weight_hh, wc, weight_hr if weight_hr is not None else dummy,
+                gates[T - 1], cells[T - 1], d_gates[T - 1], d_r[T - 1], d_h0, d_c0, T, B,
+                H=H, R=R, HP=_padded(H), RP=_padded(R), PEEP=ctx.has_peep, PROJ=ctx.has_proj,
+                BLOCK_B=PERSISTENT_BLOCK_B, DOT=ctx.dot, num_warps=4)
+        else:
+            block_b, block_h, block_k = _step_blocks(B, H, R)
+            grid = (triton_cdiv(B, block_b), triton_cdiv(H, block_h))
+            d_c = d_c_n.clone()  # dL/dc carried backwards, updated in place by each step
+            d_r_next = d_h_n
+            for t in range(T - 1, -1, -1):
+                torch.add(d_out[t], d_r_next, out=d_r[t])  # dL/dr_t (B, R)
+                K.lstmp_backward_step[grid](
+                    d_r[t], weight_hr if weight_hr is not None else dummy, wc, gates[t], cells[t],
+                    cells[t - 1] if t > 0 else c0, d_c, d_gates[t], B, H, R,
+                    PEEP=ctx.has_peep, PROJ=ctx.has_proj, BLOCK_B=block_b, BLOCK_H=block_h, BLOCK_K=block_k,
+                    DOT=ctx.dot, num_warps=4)
+                d_r_next = _matmul(d_gates[t], weight_hh, None, ctx.dot)  # dL/dr_{t-1} via W_hh (B, R)
+            d_h0.copy_(d_r_next)
+            d_c0.copy_(d_c)
+        # Weight gradients: one large product each, over all T*B rows.
+        r_prev = torch.cat([h0[None], out[:-1]])  # (T, B, R) r_{t-1}
+        d_weight_hh = d_gates.reshape(T * B, 4 * H).t() @ r_prev.reshape(T * B, R)  # (4H, R)
+        d_peep = d_weight_hr = None
+        if ctx.has_peep:
+            c_prev = torch.cat([c0[None], cells[:-1]])  # (T, B, H)
+            d_i, d_f, _, d_o = d_gates.split(H, dim=2)
+            d_peep = torch.stack([(d_i * c_prev).sum((0, 1)), (d_f * c_prev).sum((0, 1)), (d_o * cells).sum((0, 1))])
+        if ctx.has_proj:
+            m = gates[:, :, 3 * H:] * torch.tanh(cells)  # (T, B, H) m_t recomputed
+            d_weight_hr = d_r.reshape(T * B, R).t() @ m.reshape(T * B, H)  # (R, H)
+        return d_gates, d_h0, d_c0, d_weight_hh, d_peep, d_weight_hr, None, None
+
+
+def _matmul(a: Tensor, b: Tensor, out: Tensor | None, dot: str) -> Tensor:
+    """a @ b between the per-step kernels, in the kernels' precision (bf16 operands, fp32 result)."""
+    if dot.startswith("bf16"):
+        result = (a.bfloat16() @ b.bfloat16()).float()
+        return result if out is None else out.copy_(result)
+    return torch.mm(a, b) if out is None else torch.mm(a, b, out=out)
+
+
+def _step_blocks(B: int, H: int, R: int) -> tuple[int, int, int]:
+    """Tile sizes of the per-step kernels: (streams, cells, K) per program, each >= 16."""
+    block_b = min(64, _padded(B))
+    block_h = min(64, _padded(H))
+    block_k = min(64, _padded(R))
+    return block_b, block_h, block_k
+
+
+def triton_cdiv(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def _layer(x, h0, c0, weight_ih, weight_hh, bias, peepholes, weight_hr, persistent: bool):
+    """x (T, B, I) -> output (T, B, R), h_n (B, R), c_n (B, H), lstmp_layer_reference's contract."""
+    x_gates = F.linear(x, weight_ih, bias).float()  # (T, B, 4H), autocast may compute it in bf16
+    w_peep = torch.stack(peepholes) if peepholes is not None else None  # (3, H)
+    dot = _dot_precision(x.device)
+    with torch.autocast(x.device.type, enabled=False):
+        return RecurrenceFunction.apply(x_gates.contiguous(), h0, c0, weight_hh, w_peep, weight_hr, persistent, dot)
+
+
+def lstmp_layer_triton(x, h0, c0, weight_ih, weight_hh, bias, peepholes, weight_hr):
+    """lstmp_layer_reference's twin on the per-step Triton kernels (any size)."""
+    return _layer(x, h0, c0, weight_ih, weight_hh, bias, peepholes, weight_hr, persistent=False)
+
+
+def lstmp_layer_persistent(x, h0, c0, weight_ih, weight_hh, bias, peepholes, weight_hr):
+    """lstmp_layer_reference's twin on the persistent Triton kernel (one launch per direction)."""
+    H, R = weight_hh.shape[0] // 4, weight_hh.shape[1]
+    if not persistent_fits(H, R, weight_hr is not None):
+        raise ValueError(f"kernel 'persistent' keeps the recurrent weights on chip and fits up to "
+                         f"{PERSISTENT_MAX_WEIGHTS} padded elements; hidden_size={H}, proj_size={R if weight_hr is not None else 0} "
+                         "is too large: use kernel='triton' or 'auto'")
+    return _layer(x, h0, c0, weight_ih, weight_hh, bias, peepholes, weight_hr, persistent=True)

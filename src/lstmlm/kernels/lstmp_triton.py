@@ -1,0 +1,337 @@
+"""Triton kernels for the LSTMP recurrence, forward and backward (host side: gpu.py).
+
+The input half of the gates, x_gates = x W_ih^T + b (T, B, 4H), is one large product computed
+before these kernels run; they do the part that is sequential in time. Notation as in
+lstmlm.nn.lstm (gate order i, f, g, o; R = proj_size or H; m_t = o_t ⊙ tanh(c_t); r_t = W_hr m_t).
+
+Two families:
+
+  persistent  one launch for the whole sequence. Program p owns BLOCK_B streams (rows of the
+              batch) and all H cells, and loops over time itself; its recurrent weights (W_hh as four
+              (R, H) tiles, W_hr as one (H, R) tile) are loaded once, before the loop, and stay on
+              chip. No program waits on another, because the streams are independent. For small H,
+              where one step is far too little work to be worth a launch.
+  step        one launch per time step, tiled over (streams, cells): each program computes its
+              (BLOCK_B, BLOCK_H) tile of all four gates with a K loop over R, then the cell update. The
+              projection r_t = m_t W_hr^T and the backward's dr_t = dout_t + dgates_{t+1} W_hh are
+              cuBLAS products between launches (gpu.py). For large H.
+
+Every kernel saves, per step, the activated gates (i, f, g, o) and the cell c_t; backward
+recomputes m_t from them. Products run in DOT precision ("ieee" fp32, "tf32", or "bf16" operands);
+the cell state, the gates and every accumulation are fp32.
+
+Pointers advance by their per-step stride inside the time loops (64-bit pointer arithmetic), so
+T * B * 4H may exceed 2^31. Sizes are padded to powers of two (HP, RP >= 16) and masked: a padded
+cell has zero weights and stays exactly zero.
+"""
+import triton
+import triton.language as tl
+
+
+@triton.jit
+def _tanh(x):
+    return 2.0 * tl.sigmoid(2.0 * x) - 1.0
+
+
+@triton.jit
+def _round_to_bf16(x):
+    """fp32 -> the nearest bf16 (ties to even), still as fp32, by bit arithmetic."""
+    u = x.to(tl.uint32, bitcast=True)
+    u = (u + 0x7FFF + ((u >> 16) & 1)) & 0xFFFF0000
+    return u.to(tl.float32, bitcast=True)
+
+
+@triton.jit
+def _dot(a, b, DOT: tl.constexpr):
+    """a (M, K) @ b (K, N) in DOT precision, accumulated in fp32. "bf16-emulated": operands rounded
+    to bf16, multiplied as fp32: the same products, for Triton's CPU interpreter, which cannot
+    multiply bf16 and truncates where the GPU rounds."""
+    if DOT == "bf16":
+        return tl.dot(a.to(tl.bfloat16), b.to(tl.bfloat16), out_dtype=tl.float32)
+    elif DOT == "bf16-emulated":
+        return tl.dot(_round_to_bf16(a), _round_to_bf16(b), input_precision="ieee")
+    elif DOT == "tf32":
+        return tl.dot(a, b, input_precision="tf32")
+    else:
+        return tl.dot(a, b, input_precision="ieee")
+
+
+@triton.jit
+def _cell_forward(a_i, a_f, a_g, a_o, c, w_ci, w_cf, w_co, PEEP: tl.constexpr):
+    """Pre-activations (each (M, N)) and the previous cell -> i, f, g, o, c_t, m_t."""
+    if PEEP:
+        a_i += w_ci[None, :] * c
+        a_f += w_cf[None, :] * c
+    i = tl.sigmoid(a_i)
+    f = tl.sigmoid(a_f)
+    g = _tanh(a_g)
+    c = f * c + i * g
+    if PEEP:
+        a_o += w_co[None, :] * c
+    o = tl.sigmoid(a_o)
+    m = o * _tanh(c)
+    return i, f, g, o, c, m
+
+
+@triton.jit
+def _cell_backward(dm, dc, i, f, g, o, c, c_prev, w_ci, w_cf, w_co, PEEP: tl.constexpr):
+    """Gradients through one cell update. dm: dL/dm_t; dc: dL/dc_t from step t+1 (through c_t only).
+    Returns the pre-activation gradients (di, df, dg, do) and dL/dc_{t-1}."""
+    tanh_c = _tanh(c)
+    d_o = dm * tanh_c * o * (1.0 - o)
+    dc = dc + dm * o * (1.0 - tanh_c * tanh_c)
+    if PEEP:
+        dc += d_o * w_co[None, :]
+    d_i = dc * g * i * (1.0 - i)
+    d_f = dc * c_prev * f * (1.0 - f)
+    d_g = dc * i * (1.0 - g * g)
+    dc_prev = dc * f
+    if PEEP:
+        dc_prev += d_i * w_ci[None, :] + d_f * w_cf[None, :]
+    return d_i, d_f, d_g, d_o, dc_prev
+
+
+# --------------------------------------------------------------------------- persistent
+
+
+@triton.jit
+def lstmp_forward_persistent(
+    xg_ptr,        # (T, B, 4H) x W_ih^T + b
+    h0_ptr,        # (B, R)
+    c0_ptr,        # (B, H)
+    whh_ptr,       # (4H, R)
+    wc_ptr,        # (3, H) w_ci, w_cf, w_co (unused without PEEP)
+    whr_ptr,       # (R, H) (unused without PROJ)
+    out_ptr,       # (T, B, R) r_t
+    hn_ptr,        # (B, R)
+    cn_ptr,        # (B, H)
+    gates_ptr,     # (T, B, 4H) activated i, f, g, o (written when SAVE)
+    cells_ptr,     # (T, B, H) c_t (written when SAVE)
+    T, B,
+    H: tl.constexpr, R: tl.constexpr, HP: tl.constexpr, RP: tl.constexpr,
+    PEEP: tl.constexpr, PROJ: tl.constexpr, SAVE: tl.constexpr,
+    BLOCK_B: tl.constexpr, DOT: tl.constexpr,
+):
+    rows = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)  # (BB,)
+    hs = tl.arange(0, HP)
+    rs = tl.arange(0, RP)
+    row_ok = rows[:, None] < B
+    h_mask = row_ok & (hs[None, :] < H)  # (BB, HP)
+    r_mask = row_ok & (rs[None, :] < R)  # (BB, RP)
+    # W_k^T as (RP, HP): element (r, h) = W_hh[k H + h, r]
+    w_mask = (rs[:, None] < R) & (hs[None, :] < H)
+    w_at = whh_ptr + hs[None, :] * R + rs[:, None]
+    w_i = tl.load(w_at, mask=w_mask, other=0.0)
+    w_f = tl.load(w_at + H * R, mask=w_mask, other=0.0)
+    w_g = tl.load(w_at + 2 * H * R, mask=w_mask, other=0.0)
+    w_o = tl.load(w_at + 3 * H * R, mask=w_mask, other=0.0)
+    w_ci = tl.load(wc_ptr + hs, mask=hs < H, other=0.0) if PEEP else None
+    w_cf = tl.load(wc_ptr + H + hs, mask=hs < H, other=0.0) if PEEP else None
+    w_co = tl.load(wc_ptr + 2 * H + hs, mask=hs < H, other=0.0) if PEEP else None
+    if PROJ:  # W_hr^T as (HP, RP): element (h, r) = W_hr[r, h]
+        w_r = tl.load(whr_ptr + rs[None, :] * H + hs[:, None], mask=(hs[:, None] < H) & (rs[None, :] < R), other=0.0)
+    r = tl.load(h0_ptr + rows[:, None] * R + rs[None, :], mask=r_mask, other=0.0)  # (BB, RP)
+    c = tl.load(c0_ptr + rows[:, None] * H + hs[None, :], mask=h_mask, other=0.0)  # (BB, HP)
+    xg = xg_ptr + rows[:, None] * (4 * H) + hs[None, :]
+    gates = gates_ptr + rows[:, None] * (4 * H) + hs[None, :]
+    cells = cells_ptr + rows[:, None] * H + hs[None, :]
+    out = out_ptr + rows[:, None] * R + rs[None, :]
+    for _ in range(T):
+        a_i = tl.load(xg, mask=h_mask, other=0.0) + _dot(r, w_i, DOT)
+        a_f = tl.load(xg + H, mask=h_mask, other=0.0) + _dot(r, w_f, DOT)
+        a_g = tl.load(xg + 2 * H, mask=h_mask, other=0.0) + _dot(r, w_g, DOT)
+        a_o = tl.load(xg + 3 * H, mask=h_mask, other=0.0) + _dot(r, w_o, DOT)
+        i, f, g, o, c, m = _cell_forward(a_i, a_f, a_g, a_o, c, w_ci, w_cf, w_co, PEEP)
+        if PROJ:
+            r = _dot(m, w_r, DOT)  # (BB, RP)
+        else:
+            r = m
+        tl.store(out, r, mask=r_mask)
+        if SAVE:
+            tl.store(gates, i, mask=h_mask)
+            tl.store(gates + H, f, mask=h_mask)
+            tl.store(gates + 2 * H, g, mask=h_mask)
+            tl.store(gates + 3 * H, o, mask=h_mask)
+            tl.store(cells, c, mask=h_mask)
+        xg += B * 4 * H
+        gates += B * 4 * H
+        cells += B * H
+        out += B * R
+    tl.store(hn_ptr + rows[:, None] * R + rs[None, :], r, mask=r_mask)
+    tl.store(cn_ptr + rows[:, None] * H + hs[None, :], c, mask=h_mask)
+
+
+@triton.jit
+def lstmp_backward_persistent(
+    dout_ptr,      # (T, B, R) dL/dr_t from above, pointing at step T-1
+    dhn_ptr,       # (B, R)
+    dcn_ptr,       # (B, H)
+    c0_ptr,        # (B, H)
+    whh_ptr,       # (4H, R)
+    wc_ptr,        # (3, H)
+    whr_ptr,       # (R, H)
+    gates_ptr,     # (T, B, 4H) saved, pointing at step T-1
+    cells_ptr,     # (T, B, H) saved, pointing at step T-1
+    dgates_ptr,    # (T, B, 4H) out: dL/d(pre-activations), pointing at step T-1
+    dr_ptr,        # (T, B, R) out: dL/dr_t in total (when PROJ), pointing at step T-1
+    dh0_ptr,       # (B, R) out
+    dc0_ptr,       # (B, H) out
+    T, B,
+    H: tl.constexpr, R: tl.constexpr, HP: tl.constexpr, RP: tl.constexpr,
+    PEEP: tl.constexpr, PROJ: tl.constexpr,
+    BLOCK_B: tl.constexpr, DOT: tl.constexpr,
+):
+    rows = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
+    hs = tl.arange(0, HP)
+    rs = tl.arange(0, RP)
+    row_ok = rows[:, None] < B
+    h_mask = row_ok & (hs[None, :] < H)
+    r_mask = row_ok & (rs[None, :] < R)
+    # W_k as (HP, RP): element (h, r) = W_hh[k H + h, r]
+    w_mask = (hs[:, None] < H) & (rs[None, :] < R)
+    w_at = whh_ptr + hs[:, None] * R + rs[None, :]
+    w_i = tl.load(w_at, mask=w_mask, other=0.0)
+    w_f = tl.load(w_at + H * R, mask=w_mask, other=0.0)
+    w_g = tl.load(w_at + 2 * H * R, mask=w_mask, other=0.0)
+    w_o = tl.load(w_at + 3 * H * R, mask=w_mask, other=0.0)
+    w_ci = tl.load(wc_ptr + hs, mask=hs < H, other=0.0) if PEEP else None
+    w_cf = tl.load(wc_ptr + H + hs, mask=hs < H, other=0.0) if PEEP else None
+    w_co = tl.load(wc_ptr + 2 * H + hs, mask=hs < H, other=0.0) if PEEP else None
+    if PROJ:  # W_hr as (RP, HP)
+        w_r = tl.load(whr_ptr + rs[:, None] * H + hs[None, :], mask=(rs[:, None] < R) & (hs[None, :] < H), other=0.0)
+    dr = tl.load(dhn_ptr + rows[:, None] * R + rs[None, :], mask=r_mask, other=0.0)  # (BB, RP)
+    dc = tl.load(dcn_ptr + rows[:, None] * H + hs[None, :], mask=h_mask, other=0.0)  # (BB, HP)
+    dout = dout_ptr + rows[:, None] * R + rs[None, :]
+    drs = dr_ptr + rows[:, None] * R + rs[None, :]
+    gates = gates_ptr + rows[:, None] * (4 * H) + hs[None, :]
+    dgates = dgates_ptr + rows[:, None] * (4 * H) + hs[None, :]
+    cells = cells_ptr + rows[:, None] * H + hs[None, :]
+    for step in range(T):
+        dr += tl.load(dout, mask=r_mask, other=0.0)
+        if PROJ:
+            tl.store(drs, dr, mask=r_mask)
+            dm = _dot(dr, w_r, DOT)  # (BB, HP)
+        else:
+            dm = dr
+        i = tl.load(gates, mask=h_mask, other=0.0)
+        f = tl.load(gates + H, mask=h_mask, other=0.0)
+        g = tl.load(gates + 2 * H, mask=h_mask, other=0.0)
+        o = tl.load(gates + 3 * H, mask=h_mask, other=0.0)
+        c = tl.load(cells, mask=h_mask, other=0.0)
+        if step == T - 1:
+            c_prev = tl.load(c0_ptr + rows[:, None] * H + hs[None, :], mask=h_mask, other=0.0)
+        else:
+            c_prev = tl.load(cells - B * H, mask=h_mask, other=0.0)
+        d_i, d_f, d_g, d_o, dc = _cell_backward(dm, dc, i, f, g, o, c, c_prev, w_ci, w_cf, w_co, PEEP)
+        tl.store(dgates, d_i, mask=h_mask)
+        tl.store(dgates + H, d_f, mask=h_mask)
+        tl.store(dgates + 2 * H, d_g, mask=h_mask)
+        tl.store(dgates + 3 * H, d_o, mask=h_mask)
+        # dL/dr_{t-1} through the recurrent product: dgates_t W_hh (BB, RP)
+        dr = _dot(d_i, w_i, DOT) + _dot(d_f, w_f, DOT) + _dot(d_g, w_g, DOT) + _dot(d_o, w_o, DOT)
+        dout -= B * R
+        drs -= B * R
+        gates -= B * 4 * H
+        dgates -= B * 4 * H
+        cells -= B * H
+    tl.store(dh0_ptr + rows[:, None] * R + rs[None, :], dr, mask=r_mask)
+    tl.store(dc0_ptr + rows[:, None] * H + hs[None, :], dc, mask=h_mask)
+
+
+# --------------------------------------------------------------------------- one step
+
+
+@triton.jit
+def lstmp_forward_step(
+    xg_ptr,        # (B, 4H) x_t W_ih^T + b
+    r_ptr,         # (B, R) r_{t-1}
+    c_ptr,         # (B, H) c_{t-1}
+    whh_ptr,       # (4H, R)
+    wc_ptr,        # (3, H)
+    m_ptr,         # (B, H) out: m_t (r_t itself without projection)
+    gates_ptr,     # (B, 4H) out: activated i, f, g, o
+    cells_ptr,     # (B, H) out: c_t
+    B, H, R,
+    PEEP: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr,
+    DOT: tl.constexpr,
+):
+    rows = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
+    hs = tl.program_id(1) * BLOCK_H + tl.arange(0, BLOCK_H)
+    ks = tl.arange(0, BLOCK_K)
+    h_mask = (rows[:, None] < B) & (hs[None, :] < H)
+    xg = xg_ptr + rows[:, None] * (4 * H) + hs[None, :]
+    a_i = tl.load(xg, mask=h_mask, other=0.0)
+    a_f = tl.load(xg + H, mask=h_mask, other=0.0)
+    a_g = tl.load(xg + 2 * H, mask=h_mask, other=0.0)
+    a_o = tl.load(xg + 3 * H, mask=h_mask, other=0.0)
+    for k in range(0, R, BLOCK_K):
+        k_ok = (k + ks) < R
+        r = tl.load(r_ptr + rows[:, None] * R + (k + ks)[None, :], mask=(rows[:, None] < B) & k_ok[None, :], other=0.0)
+        w_mask = k_ok[:, None] & (hs[None, :] < H)
+        w_at = whh_ptr + hs[None, :] * R + (k + ks)[:, None]  # (BK, BH): W_hh[gate H + h, k]
+        a_i += _dot(r, tl.load(w_at, mask=w_mask, other=0.0), DOT)
+        a_f += _dot(r, tl.load(w_at + H * R, mask=w_mask, other=0.0), DOT)
+        a_g += _dot(r, tl.load(w_at + 2 * H * R, mask=w_mask, other=0.0), DOT)
+        a_o += _dot(r, tl.load(w_at + 3 * H * R, mask=w_mask, other=0.0), DOT)
+    c = tl.load(c_ptr + rows[:, None] * H + hs[None, :], mask=h_mask, other=0.0)
+    w_ci = tl.load(wc_ptr + hs, mask=hs < H, other=0.0) if PEEP else None
+    w_cf = tl.load(wc_ptr + H + hs, mask=hs < H, other=0.0) if PEEP else None
+    w_co = tl.load(wc_ptr + 2 * H + hs, mask=hs < H, other=0.0) if PEEP else None
+    i, f, g, o, c, m = _cell_forward(a_i, a_f, a_g, a_o, c, w_ci, w_cf, w_co, PEEP)
+    gates = gates_ptr + rows[:, None] * (4 * H) + hs[None, :]
+    tl.store(gates, i, mask=h_mask)
+    tl.store(gates + H, f, mask=h_mask)
+    tl.store(gates + 2 * H, g, mask=h_mask)
+    tl.store(gates + 3 * H, o, mask=h_mask)
+    tl.store(cells_ptr + rows[:, None] * H + hs[None, :], c, mask=h_mask)
+    tl.store(m_ptr + rows[:, None] * H + hs[None, :], m, mask=h_mask)
+
+
+@triton.jit
+def lstmp_backward_step(
+    dr_ptr,        # (B, R) dL/dr_t in total
+    whr_ptr,       # (R, H) (unused without PROJ: then dm_t = dr_t)
+    wc_ptr,        # (3, H)
+    gates_ptr,     # (B, 4H) saved activated gates of step t
+    cells_ptr,     # (B, H) c_t
+    cprev_ptr,     # (B, H) c_{t-1}
+    dc_ptr,        # (B, H) in: dL/dc_t from step t+1; out: dL/dc_{t-1} (each program its own tile)
+    dgates_ptr,    # (B, 4H) out: dL/d(pre-activations) of step t
+    B, H, R,
+    PEEP: tl.constexpr, PROJ: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr,
+    BLOCK_K: tl.constexpr, DOT: tl.constexpr,
+):
+    rows = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
+    hs = tl.program_id(1) * BLOCK_H + tl.arange(0, BLOCK_H)
+    ks = tl.arange(0, BLOCK_K)
+    h_mask = (rows[:, None] < B) & (hs[None, :] < H)
+    if PROJ:  # dm_t = dr_t W_hr, (BB, BH)
+        dm = tl.zeros((BLOCK_B, BLOCK_H), dtype=tl.float32)
+        for k in range(0, R, BLOCK_K):
+            k_ok = (k + ks) < R
+            dr = tl.load(dr_ptr + rows[:, None] * R + (k + ks)[None, :], mask=(rows[:, None] < B) & k_ok[None, :],
+                         other=0.0)
+            w = tl.load(whr_ptr + (k + ks)[:, None] * H + hs[None, :], mask=k_ok[:, None] & (hs[None, :] < H),
+                        other=0.0)
+            dm += _dot(dr, w, DOT)
+    else:
+        dm = tl.load(dr_ptr + rows[:, None] * R + hs[None, :], mask=h_mask, other=0.0)
+    gates = gates_ptr + rows[:, None] * (4 * H) + hs[None, :]
+    i = tl.load(gates, mask=h_mask, other=0.0)
+    f = tl.load(gates + H, mask=h_mask, other=0.0)
+    g = tl.load(gates + 2 * H, mask=h_mask, other=0.0)
+    o = tl.load(gates + 3 * H, mask=h_mask, other=0.0)
+    at = rows[:, None] * H + hs[None, :]
+    c = tl.load(cells_ptr + at, mask=h_mask, other=0.0)
+    c_prev = tl.load(cprev_ptr + at, mask=h_mask, other=0.0)
+    dc = tl.load(dc_ptr + at, mask=h_mask, other=0.0)
+    w_ci = tl.load(wc_ptr + hs, mask=hs < H, other=0.0) if PEEP else None
+    w_cf = tl.load(wc_ptr + H + hs, mask=hs < H, other=0.0) if PEEP else None
+    w_co = tl.load(wc_ptr + 2 * H + hs, mask=hs < H, other=0.0) if PEEP else None
+    d_i, d_f, d_g, d_o, dc = _cell_backward(dm, dc, i, f, g, o, c, c_prev, w_ci, w_cf, w_co, PEEP)
+    dgates = dgates_ptr + rows[:, None] * (4 * H) + hs[None, :]
+    tl.store(dgates, d_i, mask=h_mask)
+    tl.store(dgates + H, d_f, mask=h_mask)
+    tl.store(dgates + 2 * H, d_g, mask=h_mask)
+    tl.store(dgates + 3 * H, d_o, mask=h_mask)
+    tl.store(dc_ptr + at, dc, mask=h_mask)

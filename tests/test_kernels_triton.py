@@ -1,0 +1,158 @@
+"""The Triton LSTMP kernels (lstmlm.kernels.gpu) against their plain-PyTorch twin, forward and backward.
+
+On a machine with CUDA they run on the GPU; elsewhere on the CPU in Triton's interpreter
+(TRITON_INTERPRET=1, set by conftest.py before any kernel is defined), which is how CI runs them.
+Gradients are compared with the reference computed in float64.
+"""
+import pytest
+import torch
+
+triton = pytest.importorskip("triton")
+
+from lstmlm.kernels import KERNELS, fast_path, gpu  # noqa: E402
+from lstmlm.nn import LSTM, lstmp_layer_reference  # noqa: E402
+
+from test_kernels import _layer_args, _leaves, _run  # noqa: E402
+
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+pytestmark = pytest.mark.skipif(DEVICE == "cpu" and not gpu.interpreting(),
+                                reason="no CUDA, and TRITON_INTERPRET was not set before the kernels were defined")
+LAYERS = {"triton": gpu.lstmp_layer_triton, "persistent": gpu.lstmp_layer_persistent}
+
+# (T, B, I, H, P): one step and one stream; odd sizes; several programs over streams (B > 16 for the
+# persistent kernel, B > 64 for the per-step one) and over cells (H > 64); a projection wider than
+# 16 and a long sequence, so the kernels' pointers walk far
+SIZES = [(1, 1, 1, 1, 0), (7, 3, 5, 9, 0), (7, 3, 5, 9, 4), (5, 20, 6, 24, 12), (3, 70, 4, 70, 0),
+         (3, 66, 8, 72, 40), (60, 2, 3, 8, 0)]
+
+
+def _on_device(args):
+    def move(t):
+        return None if t is None else t.detach().to(DEVICE).requires_grad_()
+
+    return [tuple(move(t) for t in a) if isinstance(a, tuple) else move(a) for a in args]
+
+
+def _float64(args):
+    return [tuple(t.double() for t in a) if isinstance(a, tuple) else None if a is None else a.double() for a in args]
+
+
+@pytest.mark.parametrize("kernel", ["triton", "persistent"])
+@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize("peepholes", [False, True])
+def test_triton_kernel_equals_reference_forward_and_backward(kernel, size, peepholes):
+    generator = torch.Generator().manual_seed(hash((kernel, size, peepholes)) % 2**31)
+    args = _layer_args(*size, peepholes, torch.float32, generator, bias=size[0] != 3)  # T=3 sizes: no bias
+    (exact_out, exact_grads) = _run(lstmp_layer_reference, _float64(args), 1)
+    (ref_out, ref_grads) = _run(lstmp_layer_reference, args, 1)
+    (fast_out, fast_grads) = _run(LAYERS[kernel], _on_device(args), 1)
+    for fast, ref, exact in zip(fast_out, ref_out, exact_out):
+        assert fast.dtype == torch.float32 and fast.device.type == DEVICE
+        torch.testing.assert_close(fast.cpu(), ref, rtol=1e-5, atol=1e-5)
+    assert len(fast_grads) == len(exact_grads) == len(list(_leaves(args)))
+    for fast, ref, exact in zip(fast_grads, ref_grads, exact_grads):
+        # as close to the float64 gradient as the float32 reference is, up to rounding
+        ref_error = (ref - exact.float()).abs().max().item()
+        assert ref_error <= 1e-4 * max(1.0, exact.abs().max().item())
+        assert (fast.cpu() - exact.float()).abs().max().item() <= 4 * ref_error + 1e-5
+
+
+@pytest.mark.parametrize("kernel", ["triton", "persistent"])
+def test_triton_kernel_under_bf16_autocast_matches_the_reference_to_bf16_rounding(kernel):
+    """bf16 operands in the recurrent products, the cell state fp32: as close as the reference's
+    own bf16 autocast."""
+    generator = torch.Generator().manual_seed(11)
+    args = _layer_args(6, 20, 8, 24, 12, True, torch.float32, generator)
+    exact_out, exact_grads = _run(lstmp_layer_reference, _float64(args), 1)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        ref_out, ref_grads = _run(lstmp_layer_reference, args, 1)
+    with torch.autocast(DEVICE, dtype=torch.bfloat16):
+        fast_out, fast_grads = _run(LAYERS[kernel], _on_device(args), 1)
+    assert fast_out[2].dtype == torch.float32  # c_n
+    for fast, ref, exact in zip([*fast_out, *fast_grads], [*ref_out, *ref_grads], [*exact_out, *exact_grads]):
+        ref_error = (ref.float() - exact.float()).abs().max().item()
+        fast_error = (fast.float().cpu() - exact.float()).abs().max().item()
+        assert 0 < fast_error <= 2 * ref_error + 1e-3  # bf16 products did run, no worse than the reference's
+
+
+def test_triton_kernel_without_state_gradients_and_without_grad():
+    generator = torch.Generator().manual_seed(5)
+    args = _on_device(_layer_args(5, 4, 3, 6, 2, True, torch.float32, generator))
+    for layer in LAYERS.values():
+        x = args[0].detach().clone().requires_grad_()
+        layer(x, *args[1:])[0].square().sum().backward()
+        x_ref = args[0].detach().clone().requires_grad_()
+        lstmp_layer_reference(x_ref, *args[1:])[0].square().sum().backward()
+        torch.testing.assert_close(x.grad, x_ref.grad, rtol=1e-5, atol=1e-5)
+        with torch.no_grad():
+            torch.testing.assert_close(layer(*args), lstmp_layer_reference(*args), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("kernel", ["triton", "persistent"])
+@pytest.mark.parametrize("proj_size,peepholes,bidirectional,batch_first",
+                         [(0, False, False, False), (3, True, True, True)])
+def test_lstm_module_triton_kernel_equals_reference(kernel, proj_size, peepholes, bidirectional, batch_first):
+    torch.manual_seed(7)
+    fast = LSTM(5, 8, num_layers=2, proj_size=proj_size, peepholes=peepholes, bidirectional=bidirectional,
+                batch_first=batch_first, kernel=kernel, device=DEVICE)
+    ref = LSTM(5, 8, num_layers=2, proj_size=proj_size, peepholes=peepholes, bidirectional=bidirectional,
+               batch_first=batch_first, kernel="reference")
+    ref.load_state_dict(fast.state_dict())
+    x = torch.randn(4, 6, 5)
+    directions = 2 if bidirectional else 1
+    hx = (torch.randn(2 * directions, 4 if batch_first else 6, proj_size or 8),
+          torch.randn(2 * directions, 4 if batch_first else 6, 8))
+    results = []
+    for module in (ref, fast):
+        device = next(module.parameters()).device
+        xi = x.to(device).requires_grad_()
+        out, (h, c) = module(xi, tuple(t.to(device) for t in hx))
+        (out.sin().sum() + h.sum() + c.square().sum()).backward()
+        results.append([t.cpu() for t in (out, h, c, xi.grad, *(p.grad for p in module.parameters()))])
+    torch.testing.assert_close(results[1][:4], results[0][:4], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(results[1][4:], results[0][4:], rtol=1e-4, atol=1e-5)
+
+
+def test_triton_kernel_saves_no_more_for_backward_than_the_reference():
+    generator = torch.Generator().manual_seed(6)
+    args = _on_device(_layer_args(20, 8, 5, 32, 8, True, torch.float32, generator))
+
+    def saved_bytes(fn):
+        seen = {}
+
+        def pack(t):
+            seen[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+            return t
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            fn(*args)
+        return sum(seen.values())
+
+    reference = saved_bytes(lstmp_layer_reference)
+    for layer in LAYERS.values():
+        assert saved_bytes(layer) <= reference
+
+
+def test_kernel_choice_and_errors(monkeypatch):
+    assert {"triton", "persistent"} <= set(KERNELS)
+    x = torch.zeros(2, 1, 3, device=DEVICE)
+    assert fast_path("triton", x) is gpu.lstmp_layer_triton
+    assert fast_path("persistent", x) is gpu.lstmp_layer_persistent
+    # the persistent kernel keeps W_hh and W_hr on chip: small layers only, with a clear error beyond
+    assert gpu.persistent_fits(64, 64, False) and gpu.persistent_fits(128, 32, True)
+    assert not gpu.persistent_fits(256, 256, False) and not gpu.persistent_fits(1024, 256, True)
+    with pytest.raises(ValueError, match="kernel 'persistent'.*hidden_size=256.*kernel='triton'"):
+        LSTM(3, 256, kernel="persistent", device=DEVICE)(torch.zeros(2, 1, 3, device=DEVICE))
+    with pytest.raises(ValueError, match="kernel 'triton' cannot run here: .*float64"):
+        fast_path("triton", torch.zeros(2, 1, 3, dtype=torch.float64))
+    monkeypatch.setattr(gpu, "interpreting", lambda: False)
+    with pytest.raises(ValueError, match="kernel 'triton' cannot run here: .*CUDA tensors.*TRITON_INTERPRET=1"):
+        fast_path("triton", torch.zeros(2, 1, 3))
+    assert fast_path("auto", torch.zeros(2, 1, 3), 8, 8, False) is not gpu.lstmp_layer_triton  # CPU: never Triton
+
+
+@pytest.mark.skipif(DEVICE != "cuda", reason="auto picks a Triton kernel on CUDA only")
+def test_auto_on_cuda_picks_persistent_for_small_layers_and_per_step_for_large():
+    x = torch.zeros(2, 1, 3, device="cuda")
+    assert fast_path("auto", x, 64, 64, False) is gpu.lstmp_layer_persistent
+    assert fast_path("auto", x, 1024, 256, True) is gpu.lstmp_layer_triton
