@@ -84,6 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="peephole connections from the cell to the gates")
     train.add_argument("--locked-dropout", action=argparse.BooleanOptionalAction, default=None,
                        help="variational dropout: one --dropout mask per sequence, the same at every step")
+    train.add_argument("--cuda-graphs", action=argparse.BooleanOptionalAction, default=None,
+                       help="capture the whole training step (forward, backward, clipping, update) in a CUDA graph "
+                            "after 3 eager steps and replay it (one CUDA GPU, not with --precision fp16)")
     _add_common(train)
 
     ev = commands.add_parser("eval", help="bits per character of a trained model on a whole split")
@@ -135,6 +138,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         given = [flag for flag, _, _ in _TRAIN_FLAGS if flag != "--steps" and getattr(args, _dest(flag)) is not None]
         given += ["--preset"] * (args.preset is not None) + ["--out"] * (args.out is not None)
         given += ["--peepholes"] * (args.peepholes is not None) + ["--locked-dropout"] * (args.locked_dropout is not None)
+        given += ["--cuda-graphs"] * (args.cuda_graphs is not None)
         if given:
             raise ValueError(f"--resume continues a run with its saved configuration; drop {', '.join(given)} "
                              f"(only --steps may change)")
@@ -143,6 +147,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         overrides = {_dest(flag): getattr(args, _dest(flag)) for flag, _, _ in _TRAIN_FLAGS}
         overrides["peepholes"] = args.peepholes
         overrides["locked_dropout"] = args.locked_dropout
+        overrides["cuda_graphs"] = args.cuda_graphs
         model_cfg, train_cfg = make_configs(args.preset or "quickstart", overrides)
         out = args.out
         if out is None:

@@ -11,6 +11,7 @@ A run directory (--out) holds:
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import logging
 import math
@@ -65,6 +66,7 @@ class TrainConfig:
     max_pairs: int = 4096          # bigram tokens: all V² pairs up to this many, else the pairs seen in training
     max_seconds: float = 0.0       # stop early after this much training wall time (0: no limit)
     precision: str = "fp32"        # "fp32", "tf32" (CUDA matmuls), "bf16" or "fp16" (autocast; cell state stays fp32)
+    cuda_graphs: bool = False      # capture the whole training step in a CUDA graph and replay it (CUDA, one process)
 
     def __post_init__(self):
         if self.split not in SPLITS:
@@ -84,6 +86,9 @@ class TrainConfig:
         check_optimization(self)
         if not self.weight_decay >= 0:
             raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
+        if self.cuda_graphs and self.precision == "fp16":
+            raise ValueError("--cuda-graphs does not work with --precision fp16: its gradient scaler decides on the "
+                             "host whether to skip each step; use --precision bf16, or drop --cuda-graphs")
 
 
 def check_optimization(cfg) -> None:
@@ -182,9 +187,25 @@ def learning_rate_at(cfg: TrainConfig, step: int) -> float:
 
 
 def make_optimizer(cfg: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
+    """SGD or Adam over the model's parameters. With cfg.cuda_graphs the update is torch's fused kernel
+    (and Adam's is capturable), which also reads a learning rate held in a tensor (see StaticStep)."""
+    graphs = {"fused": True, **({"capturable": True} if cfg.optimizer == "adam" else {})} if cfg.cuda_graphs else {}
     if cfg.optimizer == "adam":
-        return torch.optim.Adam(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
-    return torch.optim.SGD(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+        return torch.optim.Adam(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay, **graphs)
+    return torch.optim.SGD(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay, **graphs)
+
+
+def check_cuda_graphs(cfg: TrainConfig, world: World) -> None:
+    """Refuse --cuda-graphs where the captured step cannot run: off CUDA, or across several processes."""
+    if not cfg.cuda_graphs:
+        return
+    if torch.device(world.device).type != "cuda":
+        raise ValueError(f"--cuda-graphs captures the training step on a CUDA GPU, and this run's device is "
+                         f"{world.device}; drop --cuda-graphs (a run saved with it resumes only on CUDA)")
+    if world.size > 1:
+        raise ValueError(f"--cuda-graphs runs in one process, and this run has {world.size}: DDP's gradient "
+                         f"all-reduce and the loss averaged over ranks are not captured; drop --cuda-graphs or "
+                         f"run one process")
 
 
 class MetricsLog:
@@ -292,11 +313,14 @@ class Run:
         self.step = 0
 
     def checkpoint_payload(self) -> dict:
+        optimizer = self.optimizer.state_dict()
+        for group in optimizer["param_groups"]:  # a StaticStep's learning rate is a tensor on the device
+            group["lr"] = float(group["lr"])
         return {
             "model_config": asdict(self.model_cfg), "train_config": asdict(self.cfg),
             "vocab": self.vocab.to_list(), "lstmlm_version": __version__,
             "pair_vocab": None if self.pairs is None else {"pairs": self.pairs.to_list()},
-            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "model": self.model.state_dict(), "optimizer": optimizer,
             "step": self.step, "data": self.stream.state_dict(),  # the global cursors and LSTM state
             "state": [gather_rows(t.detach(), self.world, dim=1).cpu() for t in self.state],
             "rng": {"torch": torch.get_rng_state(), "scaler": self.scaler.state_dict()},
@@ -329,6 +353,7 @@ def start_training(model_cfg: ModelConfig, train_cfg: TrainConfig, out_dir: str 
                               f"or choose another --out")
     t0 = time.perf_counter()
     world = init_world()
+    _check_world(train_cfg, world)
     vocab, ids = load_ids(train_cfg.corpus, train_cfg.alphabet)
     run = Run(model_cfg, train_cfg, vocab, ids, world)
     if not world.is_main:
@@ -356,6 +381,7 @@ def resume_training(run_dir: str | os.PathLike, steps: int | None = None, progre
     vocab = Vocab(payload["vocab"])
     _, ids = load_ids(train_cfg.corpus, train_cfg.alphabet, vocab)
     world = init_world()
+    _check_world(train_cfg, world)
     run = Run(model_cfg, train_cfg, vocab, ids, world)
     try:
         run.restore(payload)
@@ -374,29 +400,137 @@ def _samples(run: Run, step: int) -> list[str]:
                                 pairs=run.pairs)) for k in range(cfg.sample_count)]
 
 
+def _check_world(cfg: TrainConfig, world: World) -> None:
+    try:
+        check_cuda_graphs(cfg, world)
+    except ValueError:
+        close_world(world)
+        raise
+
+
+def _forward_loss(run: Run, batch: torch.Tensor, state) -> tuple[torch.Tensor, tuple]:
+    """Forward and loss under the run's autocast: batch (B / world, T+1+context) ids on the device,
+    state (h, c) without history. Returns the loss in nats per token (0-dim) and the next state."""
+    context = run.model_cfg.context
+    with run.autocast:
+        logits, state = run.trainer(batch[:, :-1], state)  # (B / world, T, V)
+        loss = nats_per_token(logits.float(), batch[:, 1 + context:])
+    return loss, state
+
+
+def _clip_and_update(run: Run) -> None:
+    """Clip the gradients to cfg.clip_grad_norm (0: no clipping), then take the optimizer step."""
+    if run.cfg.clip_grad_norm > 0:
+        run.scaler.unscale_(run.optimizer)
+        torch.nn.utils.clip_grad_norm_(run.model.parameters(), run.cfg.clip_grad_norm)
+    run.scaler.step(run.optimizer)
+    run.scaler.update()
+
+
 def _train_step(run: Run, lr: float) -> float:
     """One optimizer step on this rank's streams; returns the loss in nats per token, averaged over
     ranks (NaN if any rank's loss is not finite, before the parameters change)."""
-    cfg, context = run.cfg, run.model_cfg.context
     for group in run.optimizer.param_groups:
         group["lr"] = lr
     batch = run.stream.next_batch()[run.rows].to(run.world.device)  # (B / world, T+1+context)
-    state = detach_state(run.state)
-    with run.autocast:
-        logits, run.state = run.trainer(batch[:, :-1], state)  # (B / world, T, V)
-        loss = nats_per_token(logits.float(), batch[:, 1 + context:])
+    loss, run.state = _forward_loss(run, batch, detach_state(run.state))
     run.optimizer.zero_grad(set_to_none=True)
     run.scaler.scale(loss).backward()  # DDP averages the gradients over ranks here
     loss_value = all_mean(loss.detach(), run.world).item()
     if not math.isfinite(loss_value):
         return loss_value
-    if cfg.clip_grad_norm > 0:
-        run.scaler.unscale_(run.optimizer)
-        torch.nn.utils.clip_grad_norm_(run.model.parameters(), cfg.clip_grad_norm)
-    run.scaler.step(run.optimizer)
-    run.scaler.update()
+    _clip_and_update(run)
     run.step += 1
     return loss_value
+
+
+class StaticStep:
+    """The training step on buffers that never move: what --cuda-graphs captures once, then replays.
+
+    The batch (B, T+1+context) ids, the carried LSTM state h (L, B, R), c (L, B, H) and the learning
+    rate (a 0-dim tensor that every parameter group reads) live in fixed tensors, copied in
+    before each step. body() reads them and runs forward, loss, backward, clipping and the optimizer
+    step with no host synchronisation, writing the loss into self.loss and the next state back into
+    the state buffers, which are run.state (so checkpoints save them). With capture (the default on
+    CUDA) the first WARMUP_STEPS calls run body() eagerly on a side stream (kernels compile, gradients
+    and optimizer state are allocated), the next captures it into a CUDA graph, and every later call
+    replays the graph. Without capture (the CPU, in tests) body() simply runs, and on the CPU it gives
+    the same numbers as _train_step, bit for bit.
+
+    One difference from _train_step: the update is inside the step, so a non-finite loss is seen after
+    it has reached the parameters. The training loop then stops without checkpointing them, as it
+    does when _train_step sees one before the update; the last good checkpoint is kept either way.
+    """
+
+    WARMUP_STEPS = 3
+
+    def __init__(self, run: Run, capture: bool | None = None):
+        device = torch.device(run.world.device)
+        self.run = run
+        self.capture = device.type == "cuda" if capture is None else capture
+        rows, cfg = run.rows.stop - run.rows.start, run.cfg
+        self.batch = torch.zeros(rows, cfg.num_unrollings + 1 + run.model_cfg.context, dtype=torch.long,
+                                 device=device)  # (B / world, T+1+context)
+        self.state = tuple(t.detach().clone() for t in run.state)  # h (L, B, R), c (L, B, H)
+        run.state = self.state
+        # fused updates read a CUDA lr as float32 and a CPU lr as a double, as they read a Python float
+        self.lr = torch.tensor(cfg.learning_rate, dtype=torch.float64 if device.type == "cpu" else torch.float32,
+                               device=device)
+        for group in run.optimizer.param_groups:
+            group["lr"] = self.lr
+        self.loss = torch.zeros((), device=device)  # nats per token of the last step
+        self.side_stream = torch.cuda.Stream(device) if self.capture else None
+        self.graph = None
+        self.eager_steps = 0
+
+    def body(self) -> None:
+        """Forward, loss, backward, clipping and update on the buffers; no host synchronisation."""
+        run = self.run
+        loss, state = _forward_loss(run, self.batch, self.state)
+        run.optimizer.zero_grad(set_to_none=False)  # the gradients keep their addresses
+        run.scaler.scale(loss).backward()
+        _clip_and_update(run)
+        for buffer, new in zip(self.state, state):
+            buffer.copy_(new.detach())
+        self.loss.copy_(loss.detach())
+
+    def __call__(self, lr: float) -> float:
+        """One optimizer step on the next batch at learning rate lr. Returns the loss in nats per token;
+        run.step advances only if it is finite."""
+        run = self.run
+        self.batch.copy_(run.stream.next_batch()[run.rows])
+        self.lr.fill_(lr)
+        if self.graph is None and self.capture and self.eager_steps >= self.WARMUP_STEPS:
+            self.graph = self._capture()
+        if self.graph is not None:
+            self.graph.replay()
+        elif self.capture:  # warm-up, on a side stream as graph capture requires
+            current = torch.cuda.current_stream(self.batch.device)
+            self.side_stream.wait_stream(current)
+            with torch.cuda.stream(self.side_stream):
+                self.body()
+            current.wait_stream(self.side_stream)
+            self.eager_steps += 1
+        else:
+            self.body()
+        loss_value = self.loss.item()
+        if math.isfinite(loss_value):
+            run.step += 1
+        return loss_value
+
+    def _capture(self) -> torch.cuda.CUDAGraph:
+        logger.info("capturing the training step in a CUDA graph after %d eager steps", self.eager_steps)
+        graph = torch.cuda.CUDAGraph()
+        try:
+            with torch.cuda.graph(graph, stream=self.side_stream):
+                self.body()
+        except RuntimeError as error:  # the first error raised inside the capture says most
+            first = error
+            while isinstance(first.__context__, RuntimeError):
+                first = first.__context__
+            raise ValueError(f"--cuda-graphs could not capture the training step ({' '.join(str(first).split())[:300]}); "
+                             f"train without --cuda-graphs") from error
+        return graph
 
 
 def _train_loop(run: Run, out: Path, progress: bool, t0: float) -> dict:
@@ -414,10 +548,11 @@ def _train_loop(run: Run, out: Path, progress: bool, t0: float) -> dict:
                leave=True, desc="train")
     say = bar.write if progress else logger.info
     model.train()
+    step = StaticStep(run) if cfg.cuda_graphs else functools.partial(_train_step, run)
     while run.step < cfg.steps:
         tick = time.perf_counter()
         lr = learning_rate_at(cfg, run.step)
-        loss_value = _train_step(run, lr)
+        loss_value = step(lr)
         if not math.isfinite(loss_value):
             bar.close()
             close_world(run.world)
