@@ -111,14 +111,21 @@ def build_parser() -> argparse.ArgumentParser:
                                 description="Train-step chars/s of each implementation at each size, with the ratio "
                                             "to torch.nn.LSTM measured in the same run (see lstmlm.bench).")
     bench.add_argument("--sizes", nargs="+", metavar="H,B,T[,E[,P]]", help="hidden, batch, unrollings, embedding "
-                       "width (0: one-hot), projection (default: H/4) (default: H64 B64 T10 ... H1024 B128 T100)")
+                       "width (0: one-hot), projection (default: H/4) (default on the CPU: H64 B64 T10 ... H1024 B128 "
+                       "T100; on CUDA: H64, H256, H1024, H2048 x B16, B64, B256, B1024, T50, embedding 128)")
     bench.add_argument("--kernel", "--implementations", dest="implementations", nargs="+", metavar="NAME",
-                       help="implementations to time (default: all of nn.LSTM, reference, cpu, nn.LSTM+proj, "
-                            "reference+lstmp, cpu+lstmp)")
+                       help="implementations to time: nn.LSTM, reference, auto or a kernel of lstmlm.kernels, each also "
+                            "with +lstmp (peepholes and projection; nn.LSTM+proj for torch's) (default: nn.LSTM, "
+                            "reference and the kernels that run on the device, with their +lstmp twins)")
     bench.add_argument("--seconds", type=float, default=3.0, help="timed seconds per implementation and size")
     bench.add_argument("--rounds", type=int, default=3, help="interleaved timing rounds; the best counts")
     bench.add_argument("--device", default="cpu", help="'cpu' or 'cuda'")
-    bench.add_argument("--out", help="directory for bench.json and bench.csv")
+    bench.add_argument("--precision", default="fp32", help="'fp32', 'tf32' (TF32 matmul and cuDNN products, CUDA) "
+                                                           "or 'bf16' (autocast)")
+    bench.add_argument("--cuda-graphs", action=argparse.BooleanOptionalAction, default=None,
+                       help="capture each implementation's training step in a CUDA graph and time its replays "
+                            "(default: on for CUDA)")
+    bench.add_argument("--out", help="directory for bench.json and bench.csv (rewritten after every row)")
     _add_common(bench)
 
     # listed for --help only: parse_args hands `lstmlm mirror ...` to build_mirror_parsers
@@ -339,22 +346,38 @@ def cmd_mirror_text(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from . import bench
 
-    sizes = tuple(bench.parse_size(s) for s in args.sizes) if args.sizes else bench.DEFAULT_SIZES
-    implementations = tuple(args.implementations or bench.IMPLEMENTATIONS)
-    for name in implementations:
-        if name not in bench.IMPLEMENTATIONS:
-            raise ValueError(f"--kernel: unknown implementation {name!r}; choose from {', '.join(bench.IMPLEMENTATIONS)}")
+    sizes = tuple(bench.parse_size(s) for s in args.sizes) if args.sizes else None
+    implementations = tuple(args.implementations) if args.implementations else None
+    for name in implementations or ():
+        if name not in bench.all_implementations():
+            raise ValueError(f"--kernel: unknown implementation {name!r}; choose from {', '.join(bench.all_implementations())}")
     if args.seconds <= 0 or args.rounds <= 0:
         raise ValueError(f"--seconds and --rounds must be positive, got {args.seconds} and {args.rounds}")
-    env = bench.environment(args.device)
+    bench.check_options(args.device, args.precision, args.cuda_graphs)
+    env = bench.environment(args.device, precision=args.precision, cuda_graphs=args.cuda_graphs)
     print(bench.format_table([], env))
+    rows = []
+
+    def keep(row: dict) -> None:  # the files stay current, so a sweep cut short keeps what it measured
+        rows.append(row)
+        if args.out:
+            bench.write_results(rows, env, args.out)
+
     results = bench.run_benchmark(sizes, implementations, min_seconds=args.seconds, rounds=args.rounds,
-                                  device=args.device, progress=None if args.quiet else print)
+                                  device=args.device, precision=args.precision, cuda_graphs=args.cuda_graphs,
+                                  progress=None if args.quiet else print, on_row=keep)
+    cuda = env["device"].startswith("cuda")
     if args.quiet:
-        print("\n".join(bench.format_row(r) for r in results))
+        print("\n".join(bench.format_row(r, cuda) for r in results))
+    for row in results:
+        if row["note"]:
+            print(f"note: {row['size']} {row['implementation']}: {row['note']}")
     if args.out:
         for path in bench.write_results(results, env, args.out):
             print(f"wrote {path}")
+    failed = [f"{r['size']} {r['implementation']} ({r['error']})" for r in results if r["error"]]
+    if failed:
+        raise ValueError(f"{len(failed)} of {len(results)} measurements failed: {'; '.join(failed)[:1000]}")
     return 0
 
 
