@@ -105,7 +105,7 @@ def test_bench_command_prints_the_table_and_writes_files(tmp_path, capsys):
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 @pytest.mark.parametrize("precision", ["fp32", "tf32", "bf16"])
-def test_cuda_bench_captures_every_implementation(precision):
+def test_cuda_bench_captures_every_implementation_on_the_gpu(precision):
     size = bench.BenchSize(32, 16, 10, embedding_size=16)
     results = bench.run_benchmark([size], vocab_size=11, min_seconds=0.05, rounds=1, device="cuda", precision=precision)
     assert [r["implementation"] for r in results] == list(bench.default_implementations("cuda"))

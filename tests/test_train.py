@@ -178,10 +178,12 @@ def test_static_step_equals_the_normal_step(tiny_corpus, extra, graph_optimizer)
 
 @pytest.fixture
 def graphs_on_cpu(monkeypatch):
-    """Let --cuda-graphs runs train on the CPU, uncaptured: the loop, checkpoints and resume of a
-    graph run without a GPU."""
+    """Let --cuda-graphs runs train on the CPU (also where there is a GPU), uncaptured: the loop,
+    checkpoints and resume of a graph run, tested without a GPU."""
     import lstmlm.train as train_module
+    from lstmlm.distributed import World
 
+    monkeypatch.setattr(train_module, "init_world", lambda: World(device="cpu"))
     monkeypatch.setattr(train_module, "check_cuda_graphs", lambda cfg, world: None)
 
 
@@ -238,7 +240,7 @@ def test_cuda_graphs_is_refused_where_it_cannot_work(tiny_corpus, tmp_path):
 
 @cuda
 @pytest.mark.parametrize("extra", GRAPH_CASES)
-def test_cuda_graph_replay_equals_the_eager_static_step(tiny_corpus, extra):
+def test_cuda_graph_replay_equals_the_eager_static_step_on_the_gpu(tiny_corpus, extra):
     """On a GPU: the captured graph, replayed with new batches and a decaying learning rate, computes
     what the same step run eagerly computes."""
     from lstmlm.train import StaticStep, learning_rate_at
@@ -254,7 +256,7 @@ def test_cuda_graph_replay_equals_the_eager_static_step(tiny_corpus, extra):
 
 
 @cuda
-def test_cuda_graph_training_on_the_gpu_resumes(tiny_corpus, tmp_path):
+def test_cuda_graph_training_resumes_on_the_gpu(tiny_corpus, tmp_path):
     """On a GPU, through the training loop: a run that stops and resumes (3 eager steps and a new
     capture after the checkpoint) ends where an uninterrupted one ends (no dropout: the CUDA RNG
     state is not checkpointed)."""
