@@ -220,7 +220,7 @@ def test_cuda_graph_run_stops_on_nan_without_checkpointing(tiny_corpus, tmp_path
     assert all(torch.equal(after["model"][k], v) for k, v in good["model"].items())
 
 
-def test_cuda_graphs_is_refused_where_it_cannot_work(tiny_corpus, tmp_path):
+def test_cuda_graphs_is_refused_where_it_cannot_work(tiny_corpus, tmp_path, capsys):
     from lstmlm.distributed import World
     from lstmlm.train import check_cuda_graphs
 
@@ -236,6 +236,13 @@ def test_cuda_graphs_is_refused_where_it_cannot_work(tiny_corpus, tmp_path):
         with pytest.raises(ValueError, match="--cuda-graphs"):
             start_training(*_configs(tiny_corpus, 10, cuda_graphs=True), tmp_path / "run", progress=False)
         assert not (tmp_path / "run").exists()
+        from lstmlm.cli import main
+
+        assert main(["train", "--corpus", str(tiny_corpus), "--cuda-graphs", "--out", str(tmp_path / "cli"),
+                     "--quiet"]) == 1
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith("lstmlm: error: --cuda-graphs captures the training step")
+        assert not (tmp_path / "cli").exists()
 
 
 @cuda
