@@ -160,3 +160,16 @@ def test_model_config_kernel_reaches_every_layer():
     assert [layer.kernel for layer in model.layers] == ["reference", "reference"]
     with pytest.raises(ValueError, match="kernel must be one of"):
         LanguageModel(11, ModelConfig(kernel="fast"))
+
+
+def test_cpu_kernel_forced_under_bf16_autocast_runs_in_float32():
+    """`kernel="cpu"` named under a CPU autocast computes in float32 rather than failing on bf16."""
+    torch.manual_seed(8)
+    fast, ref = LSTM(5, 8, proj_size=3, peepholes=True, kernel="cpu"), LSTM(5, 8, proj_size=3, peepholes=True)
+    ref.load_state_dict(fast.state_dict())
+    x = torch.randn(4, 2, 5)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out, (h, c) = fast(x)
+    ref_out, (ref_h, ref_c) = ref(x)  # float32, no autocast
+    assert out.dtype == torch.float32
+    torch.testing.assert_close((out, h, c), (ref_out, ref_h, ref_c), rtol=1e-5, atol=1e-5)

@@ -33,7 +33,8 @@ _TRAIN_FLAGS = [
     ("--weight-drop", float, "DropConnect on the recurrent weights, one mask per chunk, in [0, 1)"),
     ("--zoneout-cell", float, "zoneout probability for the cell state (runs the reference recurrence)"),
     ("--zoneout-hidden", float, "zoneout probability for the hidden state (runs the reference recurrence)"),
-    ("--kernel", str, "LSTM implementation: 'auto' (the fastest for the device), 'reference' or 'cpu'"),
+    ("--kernel", str, "LSTM implementation: 'auto' (the fastest for the device), 'reference', 'cpu', "
+                      "'triton' or 'persistent' (CUDA)"),
     ("--init", str, "'torch' or 'notebook' (the assignment's truncated normal)"),
     ("--batch-size", int, "parallel streams per step"),
     ("--num-unrollings", int, "time steps per truncated-BPTT chunk"),

@@ -39,7 +39,7 @@ class ModelConfig:
     zoneout_cell: float = 0.0      # zoneout probabilities; > 0 runs the reference recurrence
     zoneout_hidden: float = 0.0
     init: str = "torch"            # "torch": U(-1/sqrt(H), 1/sqrt(H)); "notebook": TF's N(-0.1, 0.1) truncated, zero biases
-    kernel: str = "auto"           # LSTM implementation (lstmlm.kernels): "auto", "reference" or "cpu"; same results
+    kernel: str = "auto"           # LSTM implementation (lstmlm.kernels.KERNELS); same results to rounding
 
     def __post_init__(self):
         if self.tokens not in ("char", "bigram"):

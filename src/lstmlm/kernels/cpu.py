@@ -127,5 +127,9 @@ def lstmp_layer_cpu(
 ) -> tuple[Tensor, Tensor, Tensor]:
     """lstmp_layer_reference's twin on the compiled CPU kernel: output (T, B, R), h_n (B, R), c_n (B, H)."""
     w_ci, w_cf, w_co = peepholes if peepholes is not None else (None, None, None)
+    if torch.is_autocast_enabled("cpu"):  # forced under a CPU autocast: the kernel computes in float32
+        with torch.autocast("cpu", enabled=False):
+            return LSTMPFunction.apply(x.float(), h0.float(), c0.float(), weight_ih, weight_hh, bias,
+                                       w_ci, w_cf, w_co, weight_hr)
     out, h_n, c_n = LSTMPFunction.apply(x, h0, c0, weight_ih, weight_hh, bias, w_ci, w_cf, w_co, weight_hr)
     return out, h_n, c_n

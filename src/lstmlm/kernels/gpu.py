@@ -21,9 +21,14 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-# The persistent kernel keeps W_hh (4H x R) and W_hr (R x H) on chip, padded to powers of two.
-PERSISTENT_MAX_WEIGHTS = 5 * 128 * 128  # elements: H = R = 128 without projection
+# The persistent kernel keeps W_hh (4H x R) and W_hr (R x H) on chip, padded to powers of two. Its
+# limits come from compiling it for sm_90 (benchmarks/triton_ptxas.py; not yet timed on a GPU): up to
+# 5 x 64 x 64 weights (H64, or H128 with P32) its backward needs at most ~210 KB of shared memory
+# (an H100 block may have 227 KB) and 16 warps hold the rest in registers without spilling.
+PERSISTENT_MAX_WEIGHTS = 5 * 64 * 64    # padded elements of W_hh and W_hr together
 PERSISTENT_BLOCK_B = 16                 # streams per program (tl.dot needs >= 16 rows)
+PERSISTENT_WARPS = 16                   # fewer warps spill registers at H64 (ptxas, sm_90)
+STEP_WARPS = 8                          # per-step kernels; see _step_blocks
 
 
 @functools.lru_cache(maxsize=1)
@@ -96,26 +101,27 @@ class RecurrenceFunction(torch.autograd.Function):
         gates = torch.empty(T, B, 4 * H, **f32)
         cells = torch.empty(T, B, H, **f32)
         h_n, c_n = torch.empty(B, R, **f32), torch.empty(B, H, **f32)
+        w_hh, w_hr = _for_dot(weight_hh, dot), _for_dot(weight_hr, dot)  # what the kernels read
         dummy = weight_hh  # for pointers a kernel does not read
         wc = w_peep if w_peep is not None else dummy
         if persistent:
             grid = (triton_cdiv(B, PERSISTENT_BLOCK_B),)
             K.lstmp_forward_persistent[grid](
-                x_gates, h0, c0, weight_hh, wc, weight_hr if weight_hr is not None else dummy,
+                x_gates, h0, c0, w_hh, wc, w_hr if w_hr is not None else dummy,
                 out, h_n, c_n, gates, cells, T, B,
                 H=H, R=R, HP=_padded(H), RP=_padded(R), PEEP=w_peep is not None, PROJ=weight_hr is not None,
-                SAVE=True, BLOCK_B=PERSISTENT_BLOCK_B, DOT=dot, num_warps=4)
+                SAVE=True, BLOCK_B=PERSISTENT_BLOCK_B, DOT=dot, num_warps=PERSISTENT_WARPS)
         else:
-            block_b, block_h, block_k = _step_blocks(B, H, R)
+            block_b, block_h, block_k = _step_blocks(B, H, R, x_gates.device)
             grid = (triton_cdiv(B, block_b), triton_cdiv(H, block_h))
             m = torch.empty(B, H, **f32) if weight_hr is not None else None
             r_prev, c_prev = h0, c0
             for t in range(T):
                 m_t = m if m is not None else out[t]
                 K.lstmp_forward_step[grid](
-                    x_gates[t], r_prev, c_prev, weight_hh, wc, m_t, gates[t], cells[t], B, H, R,
+                    x_gates[t], r_prev, c_prev, w_hh, wc, m_t, gates[t], cells[t], B, H, R,
                     PEEP=w_peep is not None, BLOCK_B=block_b, BLOCK_H=block_h, BLOCK_K=block_k, DOT=dot,
-                    num_warps=4)
+                    num_warps=STEP_WARPS)
                 if weight_hr is not None:
                     _matmul(m_t, weight_hr.t(), out[t], dot)  # r_t = m_t W_hr^T (B, R)
                 r_prev, c_prev = out[t], cells[t]
@@ -142,28 +148,29 @@ class RecurrenceFunction(torch.autograd.Function):
         # dL/dr_t in total, kept for W_hr's gradient (and by the per-step path between its launches)
         d_r = torch.empty(T, B, R, **f32) if ctx.has_proj or not ctx.persistent else d_out
         d_h0, d_c0 = torch.empty(B, R, **f32), torch.empty(B, H, **f32)
+        w_hh, w_hr = _for_dot(weight_hh, ctx.dot), _for_dot(weight_hr, ctx.dot)
         dummy = weight_hh
         wc = w_peep if w_peep is not None else dummy
         if ctx.persistent:
             grid = (triton_cdiv(B, PERSISTENT_BLOCK_B),)
             K.lstmp_backward_persistent[grid](
-                d_out[T - 1], d_h_n, d_c_n, c0, weight_hh, wc, weight_hr if weight_hr is not None else dummy,
+                d_out[T - 1], d_h_n, d_c_n, c0, w_hh, wc, w_hr if w_hr is not None else dummy,
                 gates[T - 1], cells[T - 1], d_gates[T - 1], d_r[T - 1], d_h0, d_c0, T, B,
                 H=H, R=R, HP=_padded(H), RP=_padded(R), PEEP=ctx.has_peep, PROJ=ctx.has_proj,
-                BLOCK_B=PERSISTENT_BLOCK_B, DOT=ctx.dot, num_warps=4)
+                BLOCK_B=PERSISTENT_BLOCK_B, DOT=ctx.dot, num_warps=PERSISTENT_WARPS)
         else:
-            block_b, block_h, block_k = _step_blocks(B, H, R)
+            block_b, block_h, block_k = _step_blocks(B, H, R, out.device)
             grid = (triton_cdiv(B, block_b), triton_cdiv(H, block_h))
             d_c = d_c_n.clone()  # dL/dc carried backwards, updated in place by each step
             d_r_next = d_h_n
             for t in range(T - 1, -1, -1):
                 torch.add(d_out[t], d_r_next, out=d_r[t])  # dL/dr_t (B, R)
                 K.lstmp_backward_step[grid](
-                    d_r[t], weight_hr if weight_hr is not None else dummy, wc, gates[t], cells[t],
+                    d_r[t], w_hr if w_hr is not None else dummy, wc, gates[t], cells[t],
                     cells[t - 1] if t > 0 else c0, d_c, d_gates[t], B, H, R,
                     PEEP=ctx.has_peep, PROJ=ctx.has_proj, BLOCK_B=block_b, BLOCK_H=block_h, BLOCK_K=block_k,
-                    DOT=ctx.dot, num_warps=4)
-                d_r_next = _matmul(d_gates[t], weight_hh, None, ctx.dot)  # dL/dr_{t-1} via W_hh (B, R)
+                    DOT=ctx.dot, num_warps=STEP_WARPS)
+                d_r_next = _matmul(d_gates[t], w_hh, None, ctx.dot)  # dL/dr_{t-1} via W_hh (B, R)
             d_h0.copy_(d_r_next)
             d_c0.copy_(d_c)
         # Weight gradients: one large product each, over all T*B rows.
@@ -180,6 +187,12 @@ class RecurrenceFunction(torch.autograd.Function):
         return d_gates, d_h0, d_c0, d_weight_hh, d_peep, d_weight_hr, None, None
 
 
+def _for_dot(weight: Tensor | None, dot: str) -> Tensor | None:
+    """The recurrent weights as the kernels read them: bf16 for bf16 products on the GPU (half the
+    bytes per step), else as they are (fp32)."""
+    return weight.bfloat16() if weight is not None and dot == "bf16" else weight
+
+
 def _matmul(a: Tensor, b: Tensor, out: Tensor | None, dot: str) -> Tensor:
     """a @ b between the per-step kernels, in the kernels' precision (bf16 operands, fp32 result)."""
     if dot.startswith("bf16"):
@@ -188,11 +201,18 @@ def _matmul(a: Tensor, b: Tensor, out: Tensor | None, dot: str) -> Tensor:
     return torch.mm(a, b) if out is None else torch.mm(a, b, out=out)
 
 
-def _step_blocks(B: int, H: int, R: int) -> tuple[int, int, int]:
-    """Tile sizes of the per-step kernels: (streams, cells, K) per program, each >= 16."""
+def _step_blocks(B: int, H: int, R: int, device: torch.device) -> tuple[int, int, int]:
+    """Tile sizes of the per-step kernels: (streams, cells, K) per program, each >= 16 (tl.dot).
+    At most 64 x 32 cells per program with 8 warps, which ptxas compiles for sm_90 without spilling
+    the four gates' accumulators (64 x 64 spills); K tiles of 32 keep the weight tiles of 3 pipeline
+    stages in shared memory. The cell tile narrows until there is a program for every SM, so a small
+    batch still spreads the reading of the weights over the whole GPU."""
     block_b = min(64, _padded(B))
-    block_h = min(64, _padded(H))
-    block_k = min(64, _padded(R))
+    block_k = min(32, _padded(R))
+    sms = torch.cuda.get_device_properties(device).multi_processor_count if device.type == "cuda" else 1
+    block_h = min(32, _padded(H))
+    while block_h > 16 and triton_cdiv(B, block_b) * triton_cdiv(H, block_h) < sms:
+        block_h //= 2
     return block_b, block_h, block_k
 
 
