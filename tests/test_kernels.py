@@ -173,3 +173,25 @@ def test_cpu_kernel_forced_under_bf16_autocast_runs_in_float32():
     ref_out, (ref_h, ref_c) = ref(x)  # float32, no autocast
     assert out.dtype == torch.float32
     torch.testing.assert_close((out, h, c), (ref_out, ref_h, ref_c), rtol=1e-5, atol=1e-5)
+
+
+def test_cpu_kernel_reuses_buffers_only_when_nothing_holds_them():
+    """The kernel's workspace hands large buffers out again: an output the caller still holds, and the
+    tensors two live graphs saved for backward, must never be written over by a later call."""
+    torch.manual_seed(9)
+    T, B, I, H = 64, 64, 8, 256  # out (T, B, H) is 4 MiB, gates 16 MiB: both from the workspace
+    fast, ref = LSTM(I, H, peepholes=True, kernel="cpu"), LSTM(I, H, peepholes=True, kernel="reference")
+    ref.load_state_dict(fast.state_dict())
+    x = torch.randn(T, B, I)
+    results = []
+    for module in (fast, ref):
+        xi = x.clone().requires_grad_()
+        first, _ = module(xi)
+        kept = first.detach().clone()
+        second, _ = module(xi * 0.5)  # while `first` and its graph are alive
+        assert torch.equal(first.detach(), kept)
+        (first.sum() + second.square().sum()).backward()
+        third, _ = module(xi)  # after backward: buffers free again, results unchanged
+        results.append((first, second, third, xi.grad))
+    torch.testing.assert_close(results[0], results[1], rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(results[0][2], results[0][0])

@@ -12,6 +12,8 @@
 //     weight gradient to a single large product over all T*B rows after the loop.
 // Saved for backward: the activated gates (T, B, 4H) and the cells (T, B, H); m_t = o_t * tanh(c_t)
 // is recomputed in backward rather than stored.
+// The large sequence buffers come from a small workspace that hands a buffer out again once nothing
+// else holds it (the next training step): a fresh 200 MB tensor costs ~60 ms of page faults here.
 //
 // Registered as torch.ops.lstmlm_cpu.{forward,backward}; built by lstmlm/kernels/cpu.py.
 #include <ATen/ATen.h>
@@ -19,6 +21,8 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <deque>
+#include <mutex>
 #include <type_traits>
 #include <dlfcn.h>
 
@@ -151,6 +155,53 @@ class StepProduct {
   Tensor packed_;
 };
 
+// Buffers of at least kMinBytes are kept after use and handed out again for the same dtype and size
+// once no tensor, view or saved-for-backward reference besides the workspace's own holds their
+// storage (checked by reference count). At most kKept are kept, the least recently used dropped.
+class Workspace {
+ public:
+  Tensor empty(at::IntArrayRef sizes, const at::TensorOptions& options) {
+    const int64_t numel = c10::multiply_integers(sizes);
+    if (numel * int64_t(options.dtype().itemsize()) < kMinBytes) return at::empty(sizes, options);
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (auto it = kept_.begin(); it != kept_.end(); ++it) {
+      if (it->numel() == numel && it->dtype() == options.dtype() && free(*it)) {
+        Tensor buffer = *it;
+        kept_.erase(it);
+        kept_.push_back(buffer);  // most recently used last
+        return handout(buffer, sizes, options);
+      }
+    }
+    Tensor buffer = at::empty({numel}, options);
+    kept_.push_back(buffer);
+    while (int64_t(kept_.size()) > kKept) {
+      auto oldest_free = std::find_if(kept_.begin(), kept_.end(), [](const Tensor& t) { return free(t); });
+      if (oldest_free == kept_.end()) break;
+      kept_.erase(oldest_free);
+    }
+    return handout(buffer, sizes, options);
+  }
+
+ private:
+  // A new tensor on the buffer's storage: not a view (no autograd view rules, its own version
+  // counter), and while it or anything made from it lives the storage is not free.
+  static Tensor handout(const Tensor& buffer, at::IntArrayRef sizes, const at::TensorOptions& options) {
+    Tensor t = at::empty({0}, options);
+    t.set_(buffer.storage(), 0, sizes, c10::contiguous_strides(sizes));
+    return t;
+  }
+  static bool free(const Tensor& t) { return t.use_count() == 1 && t.storage().use_count() == 1; }
+  static constexpr int64_t kMinBytes = int64_t(4) << 20;
+  static constexpr int64_t kKept = 12;
+  std::mutex mutex_;
+  std::deque<Tensor> kept_;
+};
+
+Workspace& workspace() {
+  static Workspace* w = new Workspace();  // never destroyed: no tensor freed after torch shuts down
+  return *w;
+}
+
 template <typename scalar_t>
 void add(const scalar_t* a, const scalar_t* b, scalar_t* out, int64_t n) {
 #pragma omp simd
@@ -252,6 +303,19 @@ void backward_step(const scalar_t* gates, const scalar_t* c_cur, const scalar_t*
   });
 }
 
+// The layer's weights, contiguous; the peepholes and the projection undefined where absent.
+struct LayerWeights {
+  LayerWeights(const Tensor& w_ih_in, const Tensor& w_hh_in, const c10::optional<Tensor>& w_ci_opt,
+               const c10::optional<Tensor>& w_cf_opt, const c10::optional<Tensor>& w_co_opt,
+               const c10::optional<Tensor>& w_hr_opt)
+      : w_ih(w_ih_in.contiguous()), w_hh(w_hh_in.contiguous()),
+        w_ci(w_ci_opt ? w_ci_opt->contiguous() : Tensor()), w_cf(w_cf_opt ? w_cf_opt->contiguous() : Tensor()),
+        w_co(w_co_opt ? w_co_opt->contiguous() : Tensor()), w_hr(w_hr_opt ? w_hr_opt->contiguous() : Tensor()),
+        peep(w_ci_opt.has_value()), proj(w_hr_opt.has_value()) {}
+  Tensor w_ih, w_hh, w_ci, w_cf, w_co, w_hr;  // (4H, I), (4H, R), (H,) x 3, (R, H)
+  bool peep, proj;
+};
+
 // Returns output (T, B, R), h_n (B, R), c_n (B, H), gates (T, B, 4H) activated, cells (T, B, H).
 std::vector<Tensor> lstmp_forward(const Tensor& x_in, const Tensor& h0_in, const Tensor& c0_in,
                                   const Tensor& w_ih_in, const Tensor& w_hh_in,
@@ -260,23 +324,24 @@ std::vector<Tensor> lstmp_forward(const Tensor& x_in, const Tensor& h0_in, const
                                   const c10::optional<Tensor>& w_co_opt, const c10::optional<Tensor>& w_hr_opt) {
   at::NoGradGuard no_grad;
   const Tensor x = x_in.contiguous(), h0 = h0_in.contiguous(), c0 = c0_in.contiguous();
-  const Tensor w_ih = w_ih_in.contiguous(), w_hh = w_hh_in.contiguous();
   const Tensor& bias = or_undefined(bias_opt);
-  const bool peep = w_ci_opt.has_value();
-  const Tensor w_ci = peep ? w_ci_opt->contiguous() : Tensor();
-  const Tensor w_cf = peep ? w_cf_opt->contiguous() : Tensor();
-  const Tensor w_co = peep ? w_co_opt->contiguous() : Tensor();
-  const bool proj = w_hr_opt.has_value();
-  const Tensor w_hr = proj ? w_hr_opt->contiguous() : Tensor();
+  const LayerWeights w(w_ih_in, w_hh_in, w_ci_opt, w_cf_opt, w_co_opt, w_hr_opt);
+  const Tensor &w_ih = w.w_ih, &w_hh = w.w_hh, &w_ci = w.w_ci, &w_cf = w.w_cf, &w_co = w.w_co, &w_hr = w.w_hr;
+  const bool peep = w.peep, proj = w.proj;
   const int64_t T = x.size(0), B = x.size(1), I = x.size(2);
   const int64_t H = w_hh.size(0) / 4, R = w_hh.size(1);
   TORCH_CHECK(T > 0, "lstmp_forward: empty sequence");
 
-  Tensor gates = bias.defined() ? at::addmm(bias, x.view({T * B, I}), w_ih.t())
-                                : at::mm(x.view({T * B, I}), w_ih.t());  // (T*B, 4H)
+  Workspace& ws = workspace();
+  Tensor gates = ws.empty({T * B, 4 * H}, x.options());  // (T*B, 4H)
+  if (bias.defined()) {
+    at::addmm_out(gates, bias.expand({T * B, 4 * H}), x.view({T * B, I}), w_ih.t());
+  } else {
+    at::mm_out(gates, x.view({T * B, I}), w_ih.t());
+  }
   gates = gates.view({T, B, 4 * H});
-  Tensor cells = at::empty({T, B, H}, x.options());
-  Tensor out = at::empty({T, B, R}, x.options());
+  Tensor cells = ws.empty({T, B, H}, x.options());
+  Tensor out = ws.empty({T, B, R}, x.options());
   Tensor m_buf = proj ? at::empty({B, H}, x.options()) : Tensor();
 
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "lstmp_forward", [&] {
@@ -314,22 +379,19 @@ std::vector<Tensor> lstmp_backward(const Tensor& dout_in, const Tensor& dh_n, co
                                    bool has_bias, bool need_dx) {
   at::NoGradGuard no_grad;
   const Tensor x = x_in.contiguous(), h0 = h0_in.contiguous(), c0 = c0_in.contiguous();
-  const Tensor w_ih = w_ih_in.contiguous(), w_hh = w_hh_in.contiguous();
   const Tensor dout = dout_in.contiguous();
-  const bool peep = w_ci_opt.has_value();
-  const Tensor w_ci = peep ? w_ci_opt->contiguous() : Tensor();
-  const Tensor w_cf = peep ? w_cf_opt->contiguous() : Tensor();
-  const Tensor w_co = peep ? w_co_opt->contiguous() : Tensor();
-  const bool proj = w_hr_opt.has_value();
-  const Tensor w_hr = proj ? w_hr_opt->contiguous() : Tensor();
+  const LayerWeights w(w_ih_in, w_hh_in, w_ci_opt, w_cf_opt, w_co_opt, w_hr_opt);
+  const Tensor &w_ih = w.w_ih, &w_hh = w.w_hh, &w_ci = w.w_ci, &w_cf = w.w_cf, &w_co = w.w_co, &w_hr = w.w_hr;
+  const bool peep = w.peep, proj = w.proj;
   const int64_t T = x.size(0), B = x.size(1), I = x.size(2);
   const int64_t H = w_hh.size(0) / 4, R = w_hh.size(1);
 
-  Tensor dgates = at::empty({T, B, 4 * H}, x.options());
+  Workspace& ws = workspace();
+  Tensor dgates = ws.empty({T, B, 4 * H}, x.options());
   Tensor dc = dc_n.contiguous().clone();  // (B, H), carried backwards
   Tensor dh = dh_n.contiguous().clone();  // (B, R), gradient of r_t from above and from step t+1
-  Tensor dr_all = proj ? at::empty({T, B, R}, x.options()) : Tensor();  // for dw_hr
-  Tensor m_all = proj ? at::empty({T, B, H}, x.options()) : Tensor();
+  Tensor dr_all = proj ? ws.empty({T, B, R}, x.options()) : Tensor();  // for dw_hr
+  Tensor m_all = proj ? ws.empty({T, B, H}, x.options()) : Tensor();
   Tensor dm = at::empty({B, H}, x.options());
 
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "lstmp_backward", [&] {
