@@ -58,7 +58,8 @@ def compile_variant(fn, pointers, ints, constexprs, arch: int, num_warps: int, w
 def persistent_rows(hidden: int, proj: int, dot: str, arch: int, warps: int) -> list[dict]:
     """The persistent forward and backward kernels as gpu.py launches them for one layer size."""
     real = proj or hidden
-    consts = {"H": hidden, "R": real, "HP": gpu._padded(hidden), "RP": gpu._padded(real), "PEEP": True,
+    hp, rp = gpu.persistent_tiles(hidden, real)
+    consts = {"H": hidden, "R": real, "HP": hp, "RP": rp, "PEEP": True,
               "PROJ": proj > 0, "BLOCK_B": gpu.PERSISTENT_BLOCK_B, "DOT": dot}
     weights = "bf16" if dot == "bf16" else "fp32"
     rows = []

@@ -63,12 +63,18 @@ def unavailable_reason(x: Tensor) -> str:
 
 def persistent_fits(hidden_size: int, real_hidden: int, projection: bool) -> bool:
     """Whether the persistent kernel's on-chip weights fit: W_hh and W_hr padded to powers of two."""
-    hp, rp = _padded(hidden_size), _padded(real_hidden)
+    hp, rp = persistent_tiles(hidden_size, real_hidden)
     return (4 + int(projection)) * hp * rp <= PERSISTENT_MAX_WEIGHTS
 
 
-def _padded(n: int) -> int:
-    return max(16, 1 << (n - 1).bit_length())
+def persistent_tiles(hidden_size: int, real_hidden: int) -> tuple[int, int]:
+    """(HP, RP): the persistent kernel's padded H and R, powers of two >= 32 (ptxas spills H64 P16
+    held as 16 columns, and not padded to 32)."""
+    return _padded(hidden_size, 32), _padded(real_hidden, 32)
+
+
+def _padded(n: int, minimum: int = 16) -> int:
+    return max(minimum, 1 << (n - 1).bit_length())
 
 
 def _dot_precision(device: torch.device) -> str:
@@ -105,11 +111,12 @@ class RecurrenceFunction(torch.autograd.Function):
         dummy = weight_hh  # for pointers a kernel does not read
         wc = w_peep if w_peep is not None else dummy
         if persistent:
+            HP, RP = persistent_tiles(H, R)
             grid = (triton_cdiv(B, PERSISTENT_BLOCK_B),)
             K.lstmp_forward_persistent[grid](
                 x_gates, h0, c0, w_hh, wc, w_hr if w_hr is not None else dummy,
                 out, h_n, c_n, gates, cells, T, B,
-                H=H, R=R, HP=_padded(H), RP=_padded(R), PEEP=w_peep is not None, PROJ=weight_hr is not None,
+                H=H, R=R, HP=HP, RP=RP, PEEP=w_peep is not None, PROJ=weight_hr is not None,
                 SAVE=True, BLOCK_B=PERSISTENT_BLOCK_B, DOT=dot, num_warps=PERSISTENT_WARPS)
         else:
             block_b, block_h, block_k = _step_blocks(B, H, R, x_gates.device)
@@ -152,11 +159,12 @@ class RecurrenceFunction(torch.autograd.Function):
         dummy = weight_hh
         wc = w_peep if w_peep is not None else dummy
         if ctx.persistent:
+            HP, RP = persistent_tiles(H, R)
             grid = (triton_cdiv(B, PERSISTENT_BLOCK_B),)
             K.lstmp_backward_persistent[grid](
                 d_out[T - 1], d_h_n, d_c_n, c0, w_hh, wc, w_hr if w_hr is not None else dummy,
                 gates[T - 1], cells[T - 1], d_gates[T - 1], d_r[T - 1], d_h0, d_c0, T, B,
-                H=H, R=R, HP=_padded(H), RP=_padded(R), PEEP=ctx.has_peep, PROJ=ctx.has_proj,
+                H=H, R=R, HP=HP, RP=RP, PEEP=ctx.has_peep, PROJ=ctx.has_proj,
                 BLOCK_B=PERSISTENT_BLOCK_B, DOT=ctx.dot, num_warps=PERSISTENT_WARPS)
         else:
             block_b, block_h, block_k = _step_blocks(B, H, R, out.device)
