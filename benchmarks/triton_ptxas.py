@@ -55,11 +55,11 @@ def compile_variant(fn, pointers, ints, constexprs, arch: int, num_warps: int, w
     return {"registers": regs, "spill_bytes": max(spills or [0]), "shared_bytes": kernel.metadata.shared}
 
 
-def persistent_rows(hidden: int, proj: int, dot: str, arch: int, warps: int) -> list[dict]:
+def persistent_rows(hidden: int, proj: int, dot: str, arch: int, warps: int, peep: bool = True) -> list[dict]:
     """The persistent forward and backward kernels as gpu.py launches them for one layer size."""
     real = proj or hidden
     hp, rp = gpu.persistent_tiles(hidden, real)
-    consts = {"H": hidden, "R": real, "HP": hp, "RP": rp, "PEEP": True,
+    consts = {"H": hidden, "R": real, "HP": hp, "RP": rp, "PEEP": peep,
               "PROJ": proj > 0, "BLOCK_B": gpu.PERSISTENT_BLOCK_B, "DOT": dot}
     weights = "bf16" if dot == "bf16" else "fp32"
     rows = []
@@ -72,10 +72,10 @@ def persistent_rows(hidden: int, proj: int, dot: str, arch: int, warps: int) -> 
     return rows
 
 
-def step_rows(block_h: int, dot: str, arch: int) -> list[dict]:
+def step_rows(block_h: int, dot: str, arch: int, peep: bool = True) -> list[dict]:
     """The per-step kernels at gpu._step_blocks' tiles (64 streams, block_h cells, K 32): the forward,
     the backward without and with projection."""
-    consts = {"PEEP": True, "BLOCK_B": 64, "BLOCK_H": block_h, "BLOCK_K": 32, "DOT": dot}
+    consts = {"PEEP": peep, "BLOCK_B": 64, "BLOCK_H": block_h, "BLOCK_K": 32, "DOT": dot}
     weights = "bf16" if dot == "bf16" else "fp32"
     rows = [("step forward", K.lstmp_forward_step, PTRS_FORWARD_STEP, {}),
             ("step backward", K.lstmp_backward_step, PTRS_BACKWARD_STEP, {"PROJ": False}),
@@ -91,7 +91,8 @@ def main(argv=None) -> int:
     parser.add_argument("--sizes", nargs="*", default=["32,0", "64,0", "64,16", "128,32", "128,0"],
                         help="H,P of the persistent kernel (P 0: no projection)")
     parser.add_argument("--warps", type=int, default=gpu.PERSISTENT_WARPS, help="warps of the persistent kernel")
-    parser.add_argument("--dot", nargs="+", default=["tf32", "bf16"])
+    parser.add_argument("--dot", nargs="+", default=["tf32", "bf16"], help="ieee, tf32 or bf16 products")
+    parser.add_argument("--no-peepholes", action="store_true", help="the kernels without peephole connections")
     parser.add_argument("--step-tiles", type=int, nargs="*", default=[32, 16], help="cell tiles of the per-step kernels")
     args = parser.parse_args(argv)
     print(f"triton {triton.__version__}, compiled for sm_{args.arch} with its bundled ptxas (no GPU needed)\n")
@@ -106,10 +107,10 @@ def main(argv=None) -> int:
     for size in args.sizes:
         hidden, proj = (int(v) for v in size.split(","))
         for dot in args.dot:
-            show(persistent_rows(hidden, proj, dot, args.arch, args.warps))
+            show(persistent_rows(hidden, proj, dot, args.arch, args.warps, not args.no_peepholes))
     for block_h in args.step_tiles:
         for dot in args.dot:
-            show(step_rows(block_h, dot, args.arch))
+            show(step_rows(block_h, dot, args.arch, not args.no_peepholes))
     return 0
 
 
