@@ -112,3 +112,12 @@ def test_cuda_bench_captures_every_implementation_on_the_gpu(precision):
     for r in results:
         assert r["error"] is None and r["cuda_graph"], (r["implementation"], r["error"], r["note"])
         assert r["chars_per_second"] > 0 and r["peak_bytes"] > 0
+
+
+def test_default_sweep_times_the_persistent_kernel_only_where_its_weights_fit():
+    from lstmlm.bench import BenchSize, applies
+
+    assert applies("persistent", BenchSize(64, 16, 50, 128)) and applies("persistent+lstmp", BenchSize(128, 16, 50, 128))
+    assert not applies("persistent", BenchSize(256, 16, 50, 128))
+    assert not applies("persistent+lstmp", BenchSize(2048, 1024, 50, 128))
+    assert applies("triton", BenchSize(2048, 1024, 50, 128)) and applies("nn.LSTM", BenchSize(2048, 16, 50))

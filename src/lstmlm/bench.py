@@ -301,10 +301,12 @@ def run_benchmark(sizes=None, implementations=None, vocab_size: int = 65,
     cuda = device.type == "cuda"
     cuda_graphs = cuda if cuda_graphs is None else cuda_graphs
     sizes = default_sizes(device) if sizes is None else sizes
-    implementations = default_implementations(device) if implementations is None else implementations
+    chosen = implementations
     results = []
     with precision_flags(precision, device) as autocast:
         for size in sizes:
+            # by default, each kernel where it applies: the persistent one only where its weights fit
+            implementations = chosen or [name for name in default_implementations(device) if applies(name, size)]
             torch.manual_seed(seed)
             ids = torch.randint(vocab_size, (size.batch_size, size.num_unrollings + 1), device=device)
             inputs, targets = ids[:, :-1], ids[:, 1:]
@@ -329,6 +331,15 @@ def run_benchmark(sizes=None, implementations=None, vocab_size: int = 65,
             if cuda:
                 torch.cuda.empty_cache()
     return results
+
+
+def applies(name: str, size: BenchSize) -> bool:
+    """False for the persistent kernel at a size whose recurrent weights do not fit on chip."""
+    if name.split("+")[0] != "persistent":
+        return True
+    lstmp = name.endswith("+lstmp")
+    real = size.projection if lstmp else size.hidden_size
+    return kernels.gpu.persistent_fits(size.hidden_size, real, lstmp)
 
 
 def _prepare(name, size, vocab_size, device, dtype, inputs, targets, autocast, cuda_graphs) -> dict:
