@@ -81,30 +81,31 @@ def test_cpu_kernel_without_state_gradients_and_without_grad():
         torch.testing.assert_close(cpu.lstmp_layer_cpu(*args), lstmp_layer_reference(*args))
 
 
+def _saved_bytes(fn, args) -> int:
+    """Bytes of the tensors fn(*args) saves for backward, each storage once."""
+    seen = {}
+
+    def pack(t):
+        seen[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        fn(*args)
+    return sum(seen.values())
+
+
 def test_cpu_kernel_saves_less_for_backward_than_the_reference():
     generator = torch.Generator().manual_seed(6)
     args = _layer_args(20, 8, 5, 32, 8, True, torch.float32, generator)
-
-    def saved_bytes(fn):
-        seen = {}
-
-        def pack(t):
-            seen[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
-            return t
-
-        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-            fn(*args)
-        return sum(seen.values())
-
-    assert saved_bytes(cpu.lstmp_layer_cpu) <= saved_bytes(lstmp_layer_reference)
+    assert _saved_bytes(cpu.lstmp_layer_cpu, args) <= _saved_bytes(lstmp_layer_reference, args)
 
 
-@pytest.mark.parametrize("proj_size,peepholes,bidirectional,batch_first",
-                         [(0, False, False, False), (3, True, True, True), (0, True, False, True)])
-def test_lstm_module_cpu_kernel_equals_reference(proj_size, peepholes, bidirectional, batch_first):
+def check_module_equals_reference(kernel, device, proj_size, peepholes, bidirectional, batch_first):
+    """A 2-layer LSTM on `kernel` against the same weights on the reference: outputs, state and every
+    gradient."""
     torch.manual_seed(7)
     fast = LSTM(5, 8, num_layers=2, proj_size=proj_size, peepholes=peepholes, bidirectional=bidirectional,
-                batch_first=batch_first, kernel="cpu")
+                batch_first=batch_first, kernel=kernel, device=device)
     ref = LSTM(5, 8, num_layers=2, proj_size=proj_size, peepholes=peepholes, bidirectional=bidirectional,
                batch_first=batch_first, kernel="reference")
     ref.load_state_dict(fast.state_dict())
@@ -114,13 +115,19 @@ def test_lstm_module_cpu_kernel_equals_reference(proj_size, peepholes, bidirecti
           torch.randn(2 * directions, 4 if batch_first else 6, 8))
     results = []
     for module in (ref, fast):
-        xi = x.clone().requires_grad_()
-        out, (h, c) = module(xi, hx)
+        on = next(module.parameters()).device
+        xi = x.to(on).requires_grad_()
+        out, (h, c) = module(xi, tuple(t.to(on) for t in hx))
         (out.sin().sum() + h.sum() + c.square().sum()).backward()
-        results.append((out, h, c, xi.grad, [p.grad for p in module.parameters()]))
+        results.append([t.cpu() for t in (out, h, c, xi.grad, *(p.grad for p in module.parameters()))])
     torch.testing.assert_close(results[1][:4], results[0][:4], rtol=1e-5, atol=1e-5)
-    for g_fast, g_ref in zip(results[1][4], results[0][4]):
-        torch.testing.assert_close(g_fast, g_ref, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(results[1][4:], results[0][4:], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("proj_size,peepholes,bidirectional,batch_first",
+                         [(0, False, False, False), (3, True, True, True), (0, True, False, True)])
+def test_lstm_module_cpu_kernel_equals_reference(proj_size, peepholes, bidirectional, batch_first):
+    check_module_equals_reference("cpu", "cpu", proj_size, peepholes, bidirectional, batch_first)
 
 
 def test_auto_picks_the_cpu_kernel_for_float32_and_the_reference_for_float64():

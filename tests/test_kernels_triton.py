@@ -12,7 +12,7 @@ triton = pytest.importorskip("triton")
 from lstmlm.kernels import KERNELS, fast_path, gpu  # noqa: E402
 from lstmlm.nn import LSTM, lstmp_layer_reference  # noqa: E402
 
-from test_kernels import _layer_args, _leaves, _run  # noqa: E402
+from test_kernels import _layer_args, _leaves, _run, _saved_bytes, check_module_equals_reference  # noqa: E402
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 pytestmark = pytest.mark.skipif(DEVICE == "cpu" and not gpu.interpreting(),
@@ -93,45 +93,15 @@ def test_triton_kernel_without_state_gradients_and_without_grad():
 @pytest.mark.parametrize("proj_size,peepholes,bidirectional,batch_first",
                          [(0, False, False, False), (3, True, True, True)])
 def test_lstm_module_triton_kernel_equals_reference(kernel, proj_size, peepholes, bidirectional, batch_first):
-    torch.manual_seed(7)
-    fast = LSTM(5, 8, num_layers=2, proj_size=proj_size, peepholes=peepholes, bidirectional=bidirectional,
-                batch_first=batch_first, kernel=kernel, device=DEVICE)
-    ref = LSTM(5, 8, num_layers=2, proj_size=proj_size, peepholes=peepholes, bidirectional=bidirectional,
-               batch_first=batch_first, kernel="reference")
-    ref.load_state_dict(fast.state_dict())
-    x = torch.randn(4, 6, 5)
-    directions = 2 if bidirectional else 1
-    hx = (torch.randn(2 * directions, 4 if batch_first else 6, proj_size or 8),
-          torch.randn(2 * directions, 4 if batch_first else 6, 8))
-    results = []
-    for module in (ref, fast):
-        device = next(module.parameters()).device
-        xi = x.to(device).requires_grad_()
-        out, (h, c) = module(xi, tuple(t.to(device) for t in hx))
-        (out.sin().sum() + h.sum() + c.square().sum()).backward()
-        results.append([t.cpu() for t in (out, h, c, xi.grad, *(p.grad for p in module.parameters()))])
-    torch.testing.assert_close(results[1][:4], results[0][:4], rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(results[1][4:], results[0][4:], rtol=1e-4, atol=1e-5)
+    check_module_equals_reference(kernel, DEVICE, proj_size, peepholes, bidirectional, batch_first)
 
 
 def test_triton_kernel_saves_no_more_for_backward_than_the_reference():
     generator = torch.Generator().manual_seed(6)
     args = _on_device(_layer_args(20, 8, 5, 32, 8, True, torch.float32, generator))
-
-    def saved_bytes(fn):
-        seen = {}
-
-        def pack(t):
-            seen[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
-            return t
-
-        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-            fn(*args)
-        return sum(seen.values())
-
-    reference = saved_bytes(lstmp_layer_reference)
+    reference = _saved_bytes(lstmp_layer_reference, args)
     for layer in LAYERS.values():
-        assert saved_bytes(layer) <= reference
+        assert _saved_bytes(layer, args) <= reference
 
 
 def test_kernel_choice_and_errors(monkeypatch):

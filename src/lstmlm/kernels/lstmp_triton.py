@@ -91,6 +91,28 @@ def _cell_backward(dm, dc, i, f, g, o, c, c_prev, w_ci, w_cf, w_co, PEEP: tl.con
     return d_i, d_f, d_g, d_o, dc_prev
 
 
+@triton.jit
+def _gate_weights(at, mask, stride):
+    """The four gates' weight tiles at pointers `at` (gate i), `at + stride` (f), ... (g, o)."""
+    w_i = tl.load(at, mask=mask, other=0.0)
+    w_f = tl.load(at + stride, mask=mask, other=0.0)
+    w_g = tl.load(at + 2 * stride, mask=mask, other=0.0)
+    w_o = tl.load(at + 3 * stride, mask=mask, other=0.0)
+    return w_i, w_f, w_g, w_o
+
+
+@triton.jit
+def _peepholes(wc_ptr, hs, H, PEEP: tl.constexpr):
+    """w_ci, w_cf, w_co at cells hs from wc (3, H); without PEEP zeros, which _cell_forward and
+    _cell_backward then ignore (a Triton function returns tensors of one type on every path)."""
+    if PEEP:
+        return (tl.load(wc_ptr + hs, mask=hs < H, other=0.0), tl.load(wc_ptr + H + hs, mask=hs < H, other=0.0),
+                tl.load(wc_ptr + 2 * H + hs, mask=hs < H, other=0.0))
+    else:
+        zeros = tl.zeros(hs.shape, tl.float32)
+        return zeros, zeros, zeros
+
+
 # --------------------------------------------------------------------------- persistent
 
 
@@ -119,15 +141,9 @@ def lstmp_forward_persistent(
     h_mask = row_ok & (hs[None, :] < H)  # (BB, HP)
     r_mask = row_ok & (rs[None, :] < R)  # (BB, RP)
     # W_k^T as (RP, HP): element (r, h) = W_hh[k H + h, r]
-    w_mask = (rs[:, None] < R) & (hs[None, :] < H)
-    w_at = whh_ptr + hs[None, :] * R + rs[:, None]
-    w_i = tl.load(w_at, mask=w_mask, other=0.0)
-    w_f = tl.load(w_at + H * R, mask=w_mask, other=0.0)
-    w_g = tl.load(w_at + 2 * H * R, mask=w_mask, other=0.0)
-    w_o = tl.load(w_at + 3 * H * R, mask=w_mask, other=0.0)
-    w_ci = tl.load(wc_ptr + hs, mask=hs < H, other=0.0) if PEEP else None
-    w_cf = tl.load(wc_ptr + H + hs, mask=hs < H, other=0.0) if PEEP else None
-    w_co = tl.load(wc_ptr + 2 * H + hs, mask=hs < H, other=0.0) if PEEP else None
+    w_i, w_f, w_g, w_o = _gate_weights(whh_ptr + hs[None, :] * R + rs[:, None], (rs[:, None] < R) & (hs[None, :] < H),
+                                       H * R)
+    w_ci, w_cf, w_co = _peepholes(wc_ptr, hs, H, PEEP)
     if PROJ:  # W_hr^T as (HP, RP): element (h, r) = W_hr[r, h]
         w_r = tl.load(whr_ptr + rs[None, :] * H + hs[:, None], mask=(hs[:, None] < H) & (rs[None, :] < R), other=0.0)
     r = tl.load(h0_ptr + rows[:, None] * R + rs[None, :], mask=r_mask, other=0.0)  # (BB, RP)
@@ -188,15 +204,9 @@ def lstmp_backward_persistent(
     h_mask = row_ok & (hs[None, :] < H)
     r_mask = row_ok & (rs[None, :] < R)
     # W_k as (HP, RP): element (h, r) = W_hh[k H + h, r]
-    w_mask = (hs[:, None] < H) & (rs[None, :] < R)
-    w_at = whh_ptr + hs[:, None] * R + rs[None, :]
-    w_i = tl.load(w_at, mask=w_mask, other=0.0)
-    w_f = tl.load(w_at + H * R, mask=w_mask, other=0.0)
-    w_g = tl.load(w_at + 2 * H * R, mask=w_mask, other=0.0)
-    w_o = tl.load(w_at + 3 * H * R, mask=w_mask, other=0.0)
-    w_ci = tl.load(wc_ptr + hs, mask=hs < H, other=0.0) if PEEP else None
-    w_cf = tl.load(wc_ptr + H + hs, mask=hs < H, other=0.0) if PEEP else None
-    w_co = tl.load(wc_ptr + 2 * H + hs, mask=hs < H, other=0.0) if PEEP else None
+    w_i, w_f, w_g, w_o = _gate_weights(whh_ptr + hs[:, None] * R + rs[None, :], (hs[:, None] < H) & (rs[None, :] < R),
+                                       H * R)
+    w_ci, w_cf, w_co = _peepholes(wc_ptr, hs, H, PEEP)
     if PROJ:  # W_hr as (RP, HP)
         w_r = tl.load(whr_ptr + rs[:, None] * H + hs[None, :], mask=(rs[:, None] < R) & (hs[None, :] < H), other=0.0)
     dr = tl.load(dhn_ptr + rows[:, None] * R + rs[None, :], mask=r_mask, other=0.0)  # (BB, RP)
@@ -274,9 +284,7 @@ def lstmp_forward_step(
         a_g += _dot(r, tl.load(w_at + 2 * H * R, mask=w_mask, other=0.0), DOT)
         a_o += _dot(r, tl.load(w_at + 3 * H * R, mask=w_mask, other=0.0), DOT)
     c = tl.load(c_ptr + rows[:, None] * H + hs[None, :], mask=h_mask, other=0.0)
-    w_ci = tl.load(wc_ptr + hs, mask=hs < H, other=0.0) if PEEP else None
-    w_cf = tl.load(wc_ptr + H + hs, mask=hs < H, other=0.0) if PEEP else None
-    w_co = tl.load(wc_ptr + 2 * H + hs, mask=hs < H, other=0.0) if PEEP else None
+    w_ci, w_cf, w_co = _peepholes(wc_ptr, hs, H, PEEP)
     i, f, g, o, c, m = _cell_forward(a_i, a_f, a_g, a_o, c, w_ci, w_cf, w_co, PEEP)
     gates = gates_ptr + rows[:, None] * (4 * H) + hs[None, :]
     tl.store(gates, i, mask=h_mask)
@@ -325,9 +333,7 @@ def lstmp_backward_step(
     c = tl.load(cells_ptr + at, mask=h_mask, other=0.0)
     c_prev = tl.load(cprev_ptr + at, mask=h_mask, other=0.0)
     dc = tl.load(dc_ptr + at, mask=h_mask, other=0.0)
-    w_ci = tl.load(wc_ptr + hs, mask=hs < H, other=0.0) if PEEP else None
-    w_cf = tl.load(wc_ptr + H + hs, mask=hs < H, other=0.0) if PEEP else None
-    w_co = tl.load(wc_ptr + 2 * H + hs, mask=hs < H, other=0.0) if PEEP else None
+    w_ci, w_cf, w_co = _peepholes(wc_ptr, hs, H, PEEP)
     d_i, d_f, d_g, d_o, dc = _cell_backward(dm, dc, i, f, g, o, c, c_prev, w_ci, w_cf, w_co, PEEP)
     dgates = dgates_ptr + rows[:, None] * (4 * H) + hs[None, :]
     tl.store(dgates, d_i, mask=h_mask)
