@@ -16,8 +16,11 @@
 # Everything is logged to $OUT/gpu_check.log; also $OUT/bench-<precision>.json and
 # $OUT/train-<graphs|eager>.csv (6 files: the device tool brings back at most 8).
 #
+#   e. benchmarks/profile_step.py: the step's kernels by GPU time, cuDNN against lstmlm's pick, 3 sizes
 # Knobs (environment): PYTHON (python3), TOTAL_SECONDS, TRAIN_SECONDS (30), CORPUS (wiki8 file; default
-# shared/data/wiki8.txt.xz, ../shared/data/..., /work/shared/data/...; else the repo's own text),
+# data/wiki8.txt.xz, shared/data/..., ../shared/data/..., /work/shared/data/...; else the repo's own
+# text). wiki8 (23 MB) reaches the device machine if copied to data/ (ignored by git) and named in the
+# device tool's `carry`: cp ../shared/data/wiki8.txt.xz data/ ; run(carry=["data"], ...).
 # CORPUS_CHARS (20000000), BENCH_SECONDS (0.3 per implementation and size), BENCH_ROUNDS (1),
 # BENCH_SUBSET (sizes for bf16 and fp32), PRECISIONS ("tf32 bf16 fp32").
 # DRY_RUN=1 runs every part on the CPU at tiny sizes (the --cuda-graphs run is then refused, as it
@@ -114,7 +117,7 @@ fi
 # d. training smoke test: text8-gpu with and without --cuda-graphs, on a prefix of wiki8
 SOURCE=${CORPUS:-}
 if [ -z "$SOURCE" ]; then
-    for candidate in shared/data/wiki8.txt.xz ../shared/data/wiki8.txt.xz /work/shared/data/wiki8.txt.xz; do
+    for candidate in data/wiki8.txt.xz shared/data/wiki8.txt.xz ../shared/data/wiki8.txt.xz /work/shared/data/wiki8.txt.xz; do
         [ -f "$candidate" ] && SOURCE=$candidate && break
     done
 fi
@@ -151,6 +154,10 @@ print(f"train {sys.argv[2]}: {rows[-1]['step']} steps; chars/s median {statistic
 EOF
     fi
 done
+
+# e. where the time goes: torch.profiler over a few steps, cuDNN against what `auto` picks
+part "e. profile" 120 "$PY" benchmarks/profile_step.py --device "$DEVICE" --steps 3 --top 10 \
+    --sizes $([ "$DEVICE" = cpu ] && echo 16,4,5,8 || echo 64,16,50,128 1024,16,50,128,256 2048,1024,50,128,512)
 
 # c. the bench sweep, tf32 over every default size first, then the other precisions on BENCH_SUBSET
 set -- $PRECISIONS
