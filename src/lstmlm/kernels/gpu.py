@@ -130,7 +130,7 @@ class RecurrenceFunction(torch.autograd.Function):
                     PEEP=w_peep is not None, BLOCK_B=block_b, BLOCK_H=block_h, BLOCK_K=block_k, DOT=dot,
                     num_warps=STEP_WARPS)
                 if weight_hr is not None:
-                    _matmul(m_t, weight_hr.t(), out[t], dot)  # r_t = m_t W_hr^T (B, R)
+                    _matmul(m_t, w_hr.t(), out[t], dot)  # r_t = m_t W_hr^T (B, R)
                 r_prev, c_prev = out[t], cells[t]
             h_n.copy_(out[-1])
             c_n.copy_(cells[-1])
