@@ -29,6 +29,7 @@ from .corpora import BIBLE_SPECS
 from .distributed import World, all_mean, any_rank, close_world, gather_rows, init_world
 from .data import SPLITS, BatchStream, load_ids, split_ids, to_tokens
 from .evaluate import evaluate
+from .kernels import check_device
 from .model import LanguageModel, ModelConfig, detach_state, nats_per_token
 from .sample import sample_text
 from .vocab import PairVocab, Vocab
@@ -291,6 +292,7 @@ class Run:
         torch.manual_seed(train_cfg.seed)
         self.model = LanguageModel(len(vocab) if self.pairs is None else len(self.pairs), model_cfg)
         self.model.to(self.world.device)
+        check_device(model_cfg.kernel, self.world.device)  # e.g. --kernel triton on a CPU, before any file
         if self.world.rank > 0:  # different dropout masks on every rank
             torch.manual_seed(train_cfg.seed + 7919 * self.world.rank)
         self.trainer = self.model  # what the training step calls: the model, or DDP around it

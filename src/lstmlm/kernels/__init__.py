@@ -68,6 +68,12 @@ def fast_path(kernel: str, x: Tensor, hidden_size: int = 0, real_hidden: int = 0
     return None
 
 
+def check_device(kernel: str, device: torch.device | str) -> None:
+    """Raise ValueError, saying why, where a named kernel cannot run float32 layers on device: a
+    check before a run starts rather than at its first step."""
+    fast_path(check_kernel(kernel), torch.zeros(1, 1, 1, device=device))
+
+
 def _warn_once(key: str, message: str, *args) -> None:
     if key not in _warned:
         _warned.add(key)
