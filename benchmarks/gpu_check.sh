@@ -13,10 +13,11 @@
 #      --cuda-graphs and without: chars/s of each (metrics.csv rows after the first, at steady state)
 #   c. lstmlm bench --device cuda at tf32 (the issue's reference table, all default sizes), then bf16
 #      and fp32 (BENCH_SUBSET sizes), as time allows; it runs last and keeps every finished row
-# Everything is logged to $OUT/gpu_check.log; also $OUT/bench-<precision>.json and
-# $OUT/train-<graphs|eager>.csv (6 files: the device tool brings back at most 8).
+# Everything is logged to $OUT/gpu_check.log; also $OUT/bench-<precision>.json, bench-cooperative.json and
+# $OUT/train-<graphs|eager>.csv (7 files: the device tool brings back at most 8).
 #
 #   e. benchmarks/profile_step.py: the step's kernels by GPU time, cuDNN against lstmlm's pick, 3 sizes
+#   f. the experimental cooperative kernel (tests apart in b, with a short timeout) benched at B16/B64
 # Knobs (environment): PYTHON (python3), TOTAL_SECONDS, TRAIN_SECONDS (30), CORPUS (wiki8 file; default
 # data/wiki8.txt.xz, shared/data/..., ../shared/data/..., /work/shared/data/...; else the repo's own
 # text). wiki8 (23 MB) reaches the device machine if copied to data/ (ignored by git) and named in the
@@ -105,7 +106,9 @@ command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,driver_version,m
 
 # b. tests on the GPU
 if [ -f tests/test_kernels_triton.py ]; then
-    part "b. triton kernel tests" 180 "$PY" -m pytest tests/test_kernels_triton.py -x -q -p no:cacheprovider
+    part "b. triton kernel tests" 180 "$PY" -m pytest tests/test_kernels_triton.py -x -q -p no:cacheprovider -k "not cooperative"
+    # the experimental cooperative kernel (grid barriers; a bug there can hang): apart, short timeout
+    part "b. cooperative kernel tests" 60 "$PY" -m pytest tests/test_kernels_triton.py -x -q -p no:cacheprovider -k cooperative
 else
     log "== b. tests/test_kernels_triton.py: not in this tree"
 fi
@@ -154,6 +157,14 @@ print(f"train {sys.argv[2]}: {rows[-1]['step']} steps; chars/s median {statistic
 EOF
     fi
 done
+
+# f. the cooperative kernel (one launch per sequence, cells split over the SMs) at small batches, the
+#    issue's >= 2x cuDNN goal, against cuDNN and the per-step kernel, in TF32
+part "f. bench cooperative" 120 "$PY" -m lstmlm bench --device "$DEVICE" --precision "$([ "$DEVICE" = cpu ] && echo fp32 || echo tf32)" \
+    --seconds "$BENCH_SECONDS" --rounds "$BENCH_ROUNDS" --out "$WORK/bench-cooperative" \
+    --kernel nn.LSTM+proj "$([ "$DEVICE" = cpu ] && echo reference || echo triton)+lstmp" "$([ "$DEVICE" = cpu ] && echo reference || echo cooperative)+lstmp" \
+    --sizes $([ "$DEVICE" = cpu ] && echo 16,4,5,8 || echo 256,16,50,128 1024,16,50,128,256 2048,16,50,128,512 1024,64,50,128,256)
+[ -f "$WORK/bench-cooperative/bench.json" ] && cp "$WORK/bench-cooperative/bench.json" "$OUT/bench-cooperative.json"
 
 # e. where the time goes: torch.profiler over a few steps, cuDNN against what `auto` picks
 part "e. profile" 120 "$PY" benchmarks/profile_step.py --device "$DEVICE" --steps 3 --top 10 \

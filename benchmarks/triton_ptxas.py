@@ -31,6 +31,10 @@ PTRS_BACKWARD_PERSISTENT = ["dout_ptr", "dhn_ptr", "dcn_ptr", "c0_ptr", "whh_ptr
                             "cells_ptr", "dgates_ptr", "dr_ptr", "dh0_ptr", "dc0_ptr"]
 PTRS_FORWARD_STEP = ["xg_ptr", "r_ptr", "c_ptr", "whh_ptr", "wc_ptr", "m_ptr", "gates_ptr", "cells_ptr"]
 PTRS_BACKWARD_STEP = ["dr_ptr", "whr_ptr", "wc_ptr", "gates_ptr", "cells_ptr", "cprev_ptr", "dc_ptr", "dgates_ptr"]
+PTRS_FORWARD_COOPERATIVE = ["xg_ptr", "h0_ptr", "c0_ptr", "whh_ptr", "wc_ptr", "whr_ptr", "out_ptr", "gates_ptr",
+                            "cells_ptr", "m_ptr", "counter_ptr"]
+PTRS_BACKWARD_COOPERATIVE = ["dout_ptr", "dhn_ptr", "c0_ptr", "whh_ptr", "wc_ptr", "whr_ptr", "gates_ptr", "cells_ptr",
+                             "dgates_ptr", "dr_ptr", "dc_ptr", "counter_ptr"]
 
 
 def _ptxas() -> str:
@@ -39,7 +43,8 @@ def _ptxas() -> str:
 
 def compile_variant(fn, pointers, ints, constexprs, arch: int, num_warps: int, weight_dtype: str = "fp32") -> dict:
     """Compile one kernel variant to PTX, run ptxas -v on it; registers, spill bytes, shared memory."""
-    sig = {p: (f"*{weight_dtype}" if p in ("whh_ptr", "whr_ptr") else "*fp32") for p in pointers}
+    sig = {p: (f"*{weight_dtype}" if p in ("whh_ptr", "whr_ptr") else "*i32" if p == "counter_ptr" else "*fp32")
+           for p in pointers}
     sig.update({name: "i32" for name in ints})
     sig.update({name: "constexpr" for name in constexprs})
     kernel = triton.compile(ASTSource(fn=fn, signature=sig, constexprs=constexprs),
@@ -85,6 +90,20 @@ def step_rows(block_h: int, dot: str, arch: int, peep: bool = True) -> list[dict
              "auto_picks_it": True} for name, fn, ptrs, extra in rows]
 
 
+def cooperative_rows(block_b: int, dot: str, arch: int, peep: bool = True) -> list[dict]:
+    """The cooperative kernels as gpu.py launches them for a batch padded to block_b streams."""
+    consts = {"PEEP": peep, "PROJ": True, "BLOCK_B": block_b, "BLOCK_H": gpu.COOPERATIVE_BLOCK,
+              "BLOCK_R": gpu.COOPERATIVE_BLOCK, "BLOCK_K": gpu.COOPERATIVE_BLOCK_K, "DOT": dot}
+    weights = "bf16" if dot == "bf16" else "fp32"
+    rows = []
+    for name, fn, ptrs in (("cooperative forward", K.lstmp_forward_cooperative, PTRS_FORWARD_COOPERATIVE),
+                           ("cooperative backward", K.lstmp_backward_cooperative, PTRS_BACKWARD_COOPERATIVE)):
+        result = compile_variant(fn, ptrs, ["T", "B", "H", "R"], consts, arch, gpu.COOPERATIVE_WARPS, weights)
+        rows.append({"kernel": name, "H": "any", "P": f"B {block_b}", "dot": dot, "warps": gpu.COOPERATIVE_WARPS,
+                     **result, "auto_picks_it": False})
+    return rows
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--arch", type=int, default=90, help="compute capability, e.g. 80 (A100) or 90 (H100)")
@@ -93,10 +112,13 @@ def main(argv=None) -> int:
     parser.add_argument("--warps", type=int, default=gpu.PERSISTENT_WARPS, help="warps of the persistent kernel")
     parser.add_argument("--dot", nargs="+", default=["tf32", "bf16"], help="ieee, tf32 or bf16 products")
     parser.add_argument("--no-peepholes", action="store_true", help="the kernels without peephole connections")
+    parser.add_argument("--cooperative-batches", type=int, nargs="*", default=[16, 64],
+                        help="padded batches of the cooperative kernels")
     parser.add_argument("--step-tiles", type=int, nargs="*", default=[32, 16], help="cell tiles of the per-step kernels")
     args = parser.parse_args(argv)
     print(f"triton {triton.__version__}, compiled for sm_{args.arch} with its bundled ptxas (no GPU needed)\n")
-    print("| kernel | H | P | dot | warps | registers | spill bytes | shared memory (bytes) | auto picks it |")
+    print("| kernel | H | P (cooperative: padded batch) | dot | warps | registers | spill bytes | shared memory (bytes) "
+          "| auto picks it |")
     print("|---|---|---|---|---|---:|---:|---:|---|")
 
     def show(rows):
@@ -111,6 +133,9 @@ def main(argv=None) -> int:
     for block_h in args.step_tiles:
         for dot in args.dot:
             show(step_rows(block_h, dot, args.arch, not args.no_peepholes))
+    for block_b in args.cooperative_batches:
+        for dot in args.dot:
+            show(cooperative_rows(block_b, dot, args.arch, not args.no_peepholes))
     return 0
 
 

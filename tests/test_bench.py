@@ -34,7 +34,8 @@ def test_implementations_follow_the_kernels_of_lstmlm_kernels(monkeypatch):
     gpu = bench.default_implementations("cuda")
     assert gpu[:2] == ("nn.LSTM", "reference") and "cpu" not in gpu and "cpu+lstmp" not in gpu
     assert "newkernel" in gpu and "newkernel+lstmp" in gpu and "nn.LSTM+proj" in gpu
-    assert all(k in gpu for k in kernels.KERNELS if k not in ("auto", "reference", "cpu"))
+    assert all(k in gpu for k in kernels.KERNELS if k not in ("auto", "reference", "cpu", *bench.EXPERIMENTAL))
+    assert "cooperative" not in gpu and "cooperative+lstmp" in bench.all_implementations()  # timed when named
     assert "auto+lstmp" in bench.all_implementations() and "newkernel" in bench.all_implementations()
     assert bench.default_implementations("cpu") == CPU_IMPLEMENTATIONS  # GPU kernels stay off the CPU table
     assert bench.default_sizes("cpu") == bench.DEFAULT_SIZES
@@ -121,3 +122,4 @@ def test_default_sweep_times_the_persistent_kernel_only_where_its_weights_fit():
     assert not applies("persistent", BenchSize(256, 16, 50, 128))
     assert not applies("persistent+lstmp", BenchSize(2048, 1024, 50, 128))
     assert applies("triton", BenchSize(2048, 1024, 50, 128)) and applies("nn.LSTM", BenchSize(2048, 16, 50))
+    assert applies("cooperative+lstmp", BenchSize(2048, 64, 50)) and not applies("cooperative", BenchSize(64, 65, 50))

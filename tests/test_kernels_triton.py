@@ -17,7 +17,8 @@ from test_kernels import _layer_args, _leaves, _run, _saved_bytes, check_module_
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 pytestmark = pytest.mark.skipif(DEVICE == "cpu" and not gpu.interpreting(),
                                 reason="no CUDA, and TRITON_INTERPRET was not set before the kernels were defined")
-LAYERS = {"triton": gpu.lstmp_layer_triton, "persistent": gpu.lstmp_layer_persistent}
+LAYERS = {"triton": gpu.lstmp_layer_triton, "persistent": gpu.lstmp_layer_persistent,
+          "cooperative": gpu.lstmp_layer_cooperative}
 
 # (T, B, I, H, P): one step and one stream; odd sizes; several programs over streams (B > 16 for the
 # persistent kernel, B > 64 for the per-step one); a long sequence, so the kernels' pointers walk far
@@ -25,6 +26,8 @@ SIZES = [(1, 1, 1, 1, 0), (7, 3, 5, 9, 0), (7, 3, 5, 9, 4), (5, 20, 6, 24, 12), 
          (3, 33, 8, 64, 16), (60, 2, 3, 8, 0)]
 # beyond the persistent kernel's on-chip weights: several programs over cells (H > 64), a wide projection
 STEP_SIZES = [(3, 70, 4, 70, 0), (3, 66, 8, 72, 40)]
+# the cooperative kernel's batches (<= 64): several slices of cells and of outputs (16 each)
+COOPERATIVE_SIZES = [s for s in SIZES if s[1] <= gpu.COOPERATIVE_MAX_BATCH] + [(4, 20, 6, 72, 40), (3, 64, 5, 48, 0)]
 
 
 def _on_device(args):
@@ -39,7 +42,7 @@ def _float64(args):
 
 
 @pytest.mark.parametrize("kernel,size", [(k, s) for k in ("triton", "persistent") for s in SIZES]
-                         + [("triton", s) for s in STEP_SIZES])
+                         + [("triton", s) for s in STEP_SIZES] + [("cooperative", s) for s in COOPERATIVE_SIZES])
 @pytest.mark.parametrize("peepholes", [False, True])
 def test_triton_kernel_equals_reference_forward_and_backward(kernel, size, peepholes):
     generator = torch.Generator().manual_seed(hash((kernel, size, peepholes)) % 2**31)
@@ -58,7 +61,7 @@ def test_triton_kernel_equals_reference_forward_and_backward(kernel, size, peeph
         assert (fast.cpu() - exact.float()).abs().max().item() <= 4 * ref_error + 1e-5
 
 
-@pytest.mark.parametrize("kernel", ["triton", "persistent"])
+@pytest.mark.parametrize("kernel", ["triton", "persistent", "cooperative"])
 def test_triton_kernel_under_bf16_autocast_matches_the_reference_to_bf16_rounding(kernel):
     """bf16 operands in the recurrent products, the cell state fp32: as close as the reference's
     own bf16 autocast."""
@@ -89,7 +92,7 @@ def test_triton_kernel_without_state_gradients_and_without_grad():
             torch.testing.assert_close(layer(*args), lstmp_layer_reference(*args), rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("kernel", ["triton", "persistent"])
+@pytest.mark.parametrize("kernel", ["triton", "persistent", "cooperative"])
 @pytest.mark.parametrize("proj_size,peepholes,bidirectional,batch_first",
                          [(0, False, False, False), (3, True, True, True)])
 def test_lstm_module_triton_kernel_equals_reference(kernel, proj_size, peepholes, bidirectional, batch_first):
@@ -105,7 +108,7 @@ def test_triton_kernel_saves_no_more_for_backward_than_the_reference():
 
 
 def test_kernel_choice_and_errors(monkeypatch):
-    assert {"triton", "persistent"} <= set(KERNELS)
+    assert {"triton", "persistent", "cooperative"} <= set(KERNELS)
     x = torch.zeros(2, 1, 3, device=DEVICE)
     assert fast_path("triton", x) is gpu.lstmp_layer_triton
     assert fast_path("persistent", x) is gpu.lstmp_layer_persistent
@@ -114,6 +117,9 @@ def test_kernel_choice_and_errors(monkeypatch):
     assert not gpu.persistent_fits(128, 128, False) and not gpu.persistent_fits(1024, 256, True)
     with pytest.raises(ValueError, match="kernel 'persistent'.*hidden_size=256.*kernel='triton'"):
         LSTM(3, 256, kernel="persistent", device=DEVICE)(torch.zeros(2, 1, 3, device=DEVICE))
+    with pytest.raises(ValueError, match="kernel 'cooperative' runs batches of up to 64 streams, got 65"):
+        LSTM(3, 8, kernel="cooperative", device=DEVICE)(torch.zeros(2, 65, 3, device=DEVICE))
+    assert fast_path("auto", x, 64, 16, True) is not gpu.lstmp_layer_cooperative  # experimental: never auto
     with pytest.raises(ValueError, match="kernel 'triton' cannot run here: .*float64"):
         fast_path("triton", torch.zeros(2, 1, 3, dtype=torch.float64))
     monkeypatch.setattr(gpu, "interpreting", lambda: False)
@@ -151,9 +157,10 @@ def test_kernels_compile_for_an_h100_and_fit_its_shared_memory():
                                 capture_output=True, text=True, env=env, timeout=600)
         assert result.returncode == 0, result.stderr[-3000:]
         rows += [line.split("|")[1:-1] for line in result.stdout.splitlines()
-                 if line.startswith("| persistent") or line.startswith("| step")]
-    # persistent fwd/bwd x 2 sizes x 3 dots, 3 step kernels x 2 tiles x 3 dots; without peepholes 2 + 3
-    assert len(rows) == 2 * 2 * 3 + 3 * 2 * 3 + 2 + 3
+                 if line.startswith(("| persistent", "| step", "| cooperative"))]
+    # persistent fwd/bwd x 2 sizes x 3 dots, 3 step kernels x 2 tiles x 3 dots, cooperative fwd/bwd x 2
+    # batches x 3 dots; without peepholes 2 + 3 + 2 x 2
+    assert len(rows) == 2 * 2 * 3 + 3 * 2 * 3 + 2 * 2 * 3 + 2 + 3 + 2 * 2
     for row in rows:
         shared = int(row[7].strip().replace(",", ""))
         assert shared <= H100_SHARED_MEMORY_PER_BLOCK, row

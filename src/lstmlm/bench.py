@@ -42,6 +42,7 @@ from .nn import LSTM
 
 PRECISIONS = ("fp32", "tf32", "bf16")
 CPU_KERNELS = ("cpu",)  # kernels that run on the CPU; every other one is a GPU kernel
+EXPERIMENTAL = ("cooperative",)  # not run on a GPU yet: timed only when named (--kernel)
 
 
 def kernel_names() -> tuple[str, ...]:
@@ -53,7 +54,7 @@ def default_implementations(device: str = "cpu") -> tuple[str, ...]:
     """nn.LSTM, the reference and every kernel that runs on device, then the same with peepholes and
     a projection (nn.LSTM+proj: torch's projection without peepholes)."""
     on_cpu = torch.device(device).type == "cpu"
-    names = ("reference", *(k for k in kernel_names() if (k in CPU_KERNELS) == on_cpu))
+    names = ("reference", *(k for k in kernel_names() if (k in CPU_KERNELS) == on_cpu and k not in EXPERIMENTAL))
     return ("nn.LSTM", *names, "nn.LSTM+proj", *(f"{n}+lstmp" for n in names))
 
 
@@ -305,8 +306,9 @@ def run_benchmark(sizes=None, implementations=None, vocab_size: int = 65,
     results = []
     with precision_flags(precision, device) as autocast:
         for size in sizes:
-            # by default, each kernel where it applies: the persistent one only where its weights fit
-            implementations = chosen or [name for name in default_implementations(device) if applies(name, size)]
+            # each kernel where it applies: the persistent one where its weights fit, the cooperative one
+            # at small batches
+            implementations = [name for name in chosen or default_implementations(device) if applies(name, size)]
             torch.manual_seed(seed)
             ids = torch.randint(vocab_size, (size.batch_size, size.num_unrollings + 1), device=device)
             inputs, targets = ids[:, :-1], ids[:, 1:]
@@ -334,8 +336,12 @@ def run_benchmark(sizes=None, implementations=None, vocab_size: int = 65,
 
 
 def applies(name: str, size: BenchSize) -> bool:
-    """False for the persistent kernel at a size whose recurrent weights do not fit on chip."""
-    if name.split("+")[0] != "persistent":
+    """False for the persistent kernel at a size whose recurrent weights do not fit on chip, and for
+    the cooperative one beyond its batch."""
+    kernel = name.split("+")[0]
+    if kernel == "cooperative":
+        return size.batch_size <= kernels.gpu.COOPERATIVE_MAX_BATCH
+    if kernel != "persistent":
         return True
     lstmp = name.endswith("+lstmp")
     real = size.projection if lstmp else size.hidden_size

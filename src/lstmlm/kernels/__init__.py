@@ -6,6 +6,8 @@
     triton      CUDA, float32 (autocast bf16/fp16)  Triton, one launch per step, any size (gpu.py)
     persistent  CUDA, float32 (autocast bf16/fp16)  Triton, one launch per sequence, weights on chip,
                                                     small H (gpu.PERSISTENT_MAX_WEIGHTS)
+    cooperative CUDA, float32 (autocast bf16/fp16)  Triton, one launch per sequence, cells split over
+                                                    the SMs, batch <= 64; experimental, never auto
 
 `fast_path(kernel, x, ...)` is how lstmlm.nn.LSTM chooses: "auto" takes the fastest path that
 applies to x's device, dtype and the layer's sizes (the compiled CPU kernel for float32 on the CPU;
@@ -25,7 +27,9 @@ from . import cpu, gpu
 
 log = logging.getLogger(__name__)
 
-KERNELS = ("auto", "reference", "cpu", "triton", "persistent")
+KERNELS = ("auto", "reference", "cpu", "triton", "persistent", "cooperative")
+_GPU_LAYERS = {"triton": gpu.lstmp_layer_triton, "persistent": gpu.lstmp_layer_persistent,
+               "cooperative": gpu.lstmp_layer_cooperative}
 _warned: set[str] = set()
 
 
@@ -42,11 +46,11 @@ def fast_path(kernel: str, x: Tensor, hidden_size: int = 0, real_hidden: int = 0
     real_hidden outputs (proj_size or hidden_size); None where the reference should run."""
     if kernel == "reference":
         return None
-    if kernel in ("triton", "persistent"):
+    if kernel in _GPU_LAYERS:
         reason = gpu.unavailable_reason(x)
         if reason:
             raise ValueError(f"kernel {kernel!r} cannot run here: {reason}; use kernel='auto' or 'reference'")
-        return gpu.lstmp_layer_triton if kernel == "triton" else gpu.lstmp_layer_persistent
+        return _GPU_LAYERS[kernel]
     if kernel == "cpu":
         if x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64):
             raise ValueError(f"kernel 'cpu' runs float32/float64 tensors on the CPU, got {x.dtype} on {x.device}; "

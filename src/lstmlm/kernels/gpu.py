@@ -1,11 +1,14 @@
 """The Triton fast paths for one LSTMP layer (device code: lstmp_triton.py), and their autograd.
 
-`lstmp_layer_triton` and `lstmp_layer_persistent` take the arguments of
-`lstmlm.nn.lstm.lstmp_layer_reference` (their twin) and return the same (output (T, B, R),
+`lstmp_layer_triton`, `lstmp_layer_persistent` and `lstmp_layer_cooperative` take the arguments
+of `lstmlm.nn.lstm.lstmp_layer_reference` (their twin) and return the same (output (T, B, R),
 h_n (B, R), c_n (B, H)). The input product x W_ih^T + b for the whole sequence is an ordinary
 PyTorch op (so autocast and autograd handle it, and W_ih's gradient is one large product); the
-recurrence is `RecurrenceFunction`, whose forward and backward run either one persistent launch for
-the whole sequence (small H) or one launch per step with cuBLAS products between (any H).
+recurrence is `RecurrenceFunction`, whose forward and backward run one of three ways (`mode`):
+"persistent", one launch for the whole sequence, each program some streams and all cells (small H);
+"step", one launch per step with cuBLAS products between (any size); "cooperative", one launch for
+the whole sequence whose programs split the cells and meet at a grid barrier twice a step (small
+batch, any H; experimental: not yet run on a GPU, so `auto` never picks it).
 
 They run on CUDA tensors, and on CPU tensors under the Triton interpreter (TRITON_INTERPRET=1, set
 before the first kernel is used), which is how CI tests them. Precision of the recurrent products:
@@ -29,6 +32,10 @@ PERSISTENT_MAX_WEIGHTS = 5 * 64 * 64    # padded elements of W_hh and W_hr toget
 PERSISTENT_BLOCK_B = 16                 # streams per program (tl.dot needs >= 16 rows)
 PERSISTENT_WARPS = 16                   # fewer warps spill registers at H64 (ptxas, sm_90)
 STEP_WARPS = 8                          # per-step kernels; see _step_blocks
+COOPERATIVE_MAX_BATCH = 64              # streams: all in one tile of every program
+COOPERATIVE_BLOCK = 16                  # cells (and outputs) per slice
+COOPERATIVE_BLOCK_K = 32
+COOPERATIVE_WARPS = 8                   # 2 and 4 spill at 16 streams (ptxas, sm_90)
 
 
 @functools.lru_cache(maxsize=1)
@@ -91,7 +98,7 @@ class RecurrenceFunction(torch.autograd.Function):
     the cells (T, B, H) and the outputs (T, B, R); backward recomputes m_t = o_t tanh(c_t)."""
 
     @staticmethod
-    def forward(ctx, x_gates, h0, c0, weight_hh, w_peep, weight_hr, persistent: bool, dot: str):
+    def forward(ctx, x_gates, h0, c0, weight_hh, w_peep, weight_hr, mode: str, dot: str):
         # x_gates (T, B, 4H) fp32; h0 (B, R); c0 (B, H); weight_hh (4H, R); w_peep (3, H) or None;
         # weight_hr (R, H) or None
         from . import lstmp_triton as K
@@ -110,7 +117,16 @@ class RecurrenceFunction(torch.autograd.Function):
         w_hh, w_hr = _for_dot(weight_hh, dot), _for_dot(weight_hr, dot)  # what the kernels read
         dummy = weight_hh  # for pointers a kernel does not read
         wc = w_peep if w_peep is not None else dummy
-        if persistent:
+        if mode == "cooperative":
+            m = torch.empty(B, H, **f32) if weight_hr is not None else dummy
+            K.lstmp_forward_cooperative[(_cooperative_programs(H, R, x_gates.device),)](
+                x_gates, h0, c0, w_hh, wc, w_hr if w_hr is not None else dummy, out, gates, cells, m,
+                torch.zeros(1, dtype=torch.int32, device=x_gates.device), T, B, H, R,
+                PEEP=w_peep is not None, PROJ=weight_hr is not None, BLOCK_B=_padded(B), BLOCK_H=COOPERATIVE_BLOCK,
+                BLOCK_R=COOPERATIVE_BLOCK, BLOCK_K=COOPERATIVE_BLOCK_K, DOT=dot, num_warps=COOPERATIVE_WARPS)
+            h_n.copy_(out[-1])
+            c_n.copy_(cells[-1])
+        elif mode == "persistent":
             HP, RP = persistent_tiles(H, R)
             grid = (triton_cdiv(B, PERSISTENT_BLOCK_B),)
             K.lstmp_forward_persistent[grid](
@@ -134,7 +150,7 @@ class RecurrenceFunction(torch.autograd.Function):
                 r_prev, c_prev = out[t], cells[t]
             h_n.copy_(out[-1])
             c_n.copy_(cells[-1])
-        ctx.persistent, ctx.dot = persistent, dot
+        ctx.mode, ctx.dot = mode, dot
         ctx.has_peep, ctx.has_proj = w_peep is not None, weight_hr is not None
         ctx.save_for_backward(h0, c0, weight_hh, w_peep, weight_hr, out, gates, cells)
         return out, h_n, c_n
@@ -153,12 +169,21 @@ class RecurrenceFunction(torch.autograd.Function):
         d_c_n = torch.zeros(B, H, **f32) if d_c_n is None else d_c_n.float().contiguous()
         d_gates = torch.empty(T, B, 4 * H, **f32)  # dL/d(pre-activations) = dL/dx_gates
         # dL/dr_t in total, kept for W_hr's gradient (and by the per-step path between its launches)
-        d_r = torch.empty(T, B, R, **f32) if ctx.has_proj or not ctx.persistent else d_out
+        d_r = torch.empty(T, B, R, **f32) if ctx.has_proj or ctx.mode != "persistent" else d_out
         d_h0, d_c0 = torch.empty(B, R, **f32), torch.empty(B, H, **f32)
         w_hh, w_hr = _for_dot(weight_hh, ctx.dot), _for_dot(weight_hr, ctx.dot)
         dummy = weight_hh
         wc = w_peep if w_peep is not None else dummy
-        if ctx.persistent:
+        if ctx.mode == "cooperative":
+            d_c = d_c_n.clone()  # dL/dc carried backwards, each slice by its program
+            K.lstmp_backward_cooperative[(_cooperative_programs(H, R, out.device),)](
+                d_out[T - 1], d_h_n, c0, w_hh, wc, w_hr if w_hr is not None else dummy, gates[T - 1], cells[T - 1],
+                d_gates[T - 1], d_r[T - 1], d_c, torch.zeros(1, dtype=torch.int32, device=out.device), T, B, H, R,
+                PEEP=ctx.has_peep, PROJ=ctx.has_proj, BLOCK_B=_padded(B), BLOCK_H=COOPERATIVE_BLOCK,
+                BLOCK_R=COOPERATIVE_BLOCK, BLOCK_K=COOPERATIVE_BLOCK_K, DOT=ctx.dot, num_warps=COOPERATIVE_WARPS)
+            d_h0.copy_(_matmul(d_gates[0], w_hh, None, ctx.dot))  # dL/dr_{-1} = dgates_0 W_hh
+            d_c0.copy_(d_c)
+        elif ctx.mode == "persistent":
             HP, RP = persistent_tiles(H, R)
             grid = (triton_cdiv(B, PERSISTENT_BLOCK_B),)
             K.lstmp_backward_persistent[grid](
@@ -228,18 +253,28 @@ def triton_cdiv(a: int, b: int) -> int:
     return -(-a // b)
 
 
-def _layer(x, h0, c0, weight_ih, weight_hh, bias, peepholes, weight_hr, persistent: bool):
+def _cooperative_programs(H: int, R: int, device: torch.device) -> int:
+    """Programs of the cooperative kernels: one per slice of cells or outputs, at most one per SM so
+    that all are resident at once (the grid barrier waits for every one); one in the interpreter,
+    which runs programs one after another."""
+    slices = max(triton_cdiv(H, COOPERATIVE_BLOCK), triton_cdiv(R, COOPERATIVE_BLOCK))
+    if device.type != "cuda":
+        return 1
+    return min(slices, torch.cuda.get_device_properties(device).multi_processor_count)
+
+
+def _layer(x, h0, c0, weight_ih, weight_hh, bias, peepholes, weight_hr, mode: str):
     """x (T, B, I) -> output (T, B, R), h_n (B, R), c_n (B, H), lstmp_layer_reference's contract."""
     x_gates = F.linear(x, weight_ih, bias).float()  # (T, B, 4H), autocast may compute it in bf16
     w_peep = torch.stack(peepholes) if peepholes is not None else None  # (3, H)
     dot = _dot_precision(x.device)
     with torch.autocast(x.device.type, enabled=False):
-        return RecurrenceFunction.apply(x_gates.contiguous(), h0, c0, weight_hh, w_peep, weight_hr, persistent, dot)
+        return RecurrenceFunction.apply(x_gates.contiguous(), h0, c0, weight_hh, w_peep, weight_hr, mode, dot)
 
 
 def lstmp_layer_triton(x, h0, c0, weight_ih, weight_hh, bias, peepholes, weight_hr):
     """lstmp_layer_reference's twin on the per-step Triton kernels (any size)."""
-    return _layer(x, h0, c0, weight_ih, weight_hh, bias, peepholes, weight_hr, persistent=False)
+    return _layer(x, h0, c0, weight_ih, weight_hh, bias, peepholes, weight_hr, mode="step")
 
 
 def lstmp_layer_persistent(x, h0, c0, weight_ih, weight_hh, bias, peepholes, weight_hr):
@@ -249,4 +284,13 @@ def lstmp_layer_persistent(x, h0, c0, weight_ih, weight_hh, bias, peepholes, wei
         raise ValueError(f"kernel 'persistent' keeps the recurrent weights on chip and fits up to "
                          f"{PERSISTENT_MAX_WEIGHTS} padded elements; hidden_size={H}, proj_size={R if weight_hr is not None else 0} "
                          "is too large: use kernel='triton' or 'auto'")
-    return _layer(x, h0, c0, weight_ih, weight_hh, bias, peepholes, weight_hr, persistent=True)
+    return _layer(x, h0, c0, weight_ih, weight_hh, bias, peepholes, weight_hr, mode="persistent")
+
+
+def lstmp_layer_cooperative(x, h0, c0, weight_ih, weight_hh, bias, peepholes, weight_hr):
+    """lstmp_layer_reference's twin on the cooperative Triton kernels (one launch per direction, the
+    cells split over the GPU's SMs); small batches only."""
+    if x.shape[1] > COOPERATIVE_MAX_BATCH:
+        raise ValueError(f"kernel 'cooperative' runs batches of up to {COOPERATIVE_MAX_BATCH} streams, got "
+                         f"{x.shape[1]}: use kernel='triton' or 'auto'")
+    return _layer(x, h0, c0, weight_ih, weight_hh, bias, peepholes, weight_hr, mode="cooperative")

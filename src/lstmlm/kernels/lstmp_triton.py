@@ -341,3 +341,192 @@ def lstmp_backward_step(
     tl.store(dgates + 2 * H, d_g, mask=h_mask)
     tl.store(dgates + 3 * H, d_o, mask=h_mask)
     tl.store(dc_ptr + at, dc, mask=h_mask)
+
+
+# --------------------------------------------------------------------------- cooperative
+#
+# One launch for the whole sequence at a small batch and any H: the programs split the cells (and,
+# for the projection, the outputs) among themselves, program p taking slices p, p + P, p + 2P, ...,
+# and meet at a grid-wide barrier between the phases of each step, so that the work of a step
+# spreads over the whole GPU while the weights stay in L2 and nothing is launched per step. The
+# programs must all be resident at once (gpu.py launches at most one per SM); in Triton's interpreter,
+# which runs programs one after another, it launches one, which takes every slice itself.
+
+
+@triton.jit
+def _grid_sync(counter_ptr, target):
+    """Every program's writes so far are visible to every program once the counter, which each
+    program increments once per barrier, reaches target = programs x barriers passed."""
+    tl.debug_barrier()  # this program's threads have all issued their stores
+    tl.atomic_add(counter_ptr, 1, sem="release", scope="gpu")
+    while tl.atomic_add(counter_ptr, 0, sem="acquire", scope="gpu") < target:
+        pass
+    tl.debug_barrier()
+
+
+@triton.jit
+def lstmp_forward_cooperative(
+    xg_ptr,        # (T, B, 4H) x W_ih^T + b
+    h0_ptr,        # (B, R)
+    c0_ptr,        # (B, H)
+    whh_ptr,       # (4H, R)
+    wc_ptr,        # (3, H)
+    whr_ptr,       # (R, H) (unused without PROJ)
+    out_ptr,       # (T, B, R) out: r_t
+    gates_ptr,     # (T, B, 4H) out: activated i, f, g, o
+    cells_ptr,     # (T, B, H) out: c_t
+    m_ptr,         # (B, H) scratch: m_t, between the two phases of a step (PROJ)
+    counter_ptr,   # (1,) int32, zero: the grid barrier's counter
+    T, B, H, R,
+    PEEP: tl.constexpr, PROJ: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr,
+    BLOCK_R: tl.constexpr, BLOCK_K: tl.constexpr, DOT: tl.constexpr,
+):
+    pid = tl.program_id(0)
+    programs = tl.num_programs(0)
+    rows = tl.arange(0, BLOCK_B)
+    row_ok = rows < B
+    ks = tl.arange(0, BLOCK_K)
+    barriers = 0
+    r_prev = h0_ptr   # r_{t-1} (B, R)
+    c_prev = c0_ptr   # c_{t-1} (B, H)
+    xg, out, gates, cells = xg_ptr, out_ptr, gates_ptr, cells_ptr  # step t
+    for _ in range(T):
+        # phase 1: the gates and cells of this program's slices of H
+        for s in range(pid, tl.cdiv(H, BLOCK_H), programs):
+            hs = s * BLOCK_H + tl.arange(0, BLOCK_H)
+            h_mask = row_ok[:, None] & (hs[None, :] < H)
+            at = rows[:, None] * (4 * H) + hs[None, :]
+            a_i = tl.load(xg + at, mask=h_mask, other=0.0)
+            a_f = tl.load(xg + at + H, mask=h_mask, other=0.0)
+            a_g = tl.load(xg + at + 2 * H, mask=h_mask, other=0.0)
+            a_o = tl.load(xg + at + 3 * H, mask=h_mask, other=0.0)
+            for k in range(0, R, BLOCK_K):
+                k_ok = (k + ks) < R
+                r = tl.load(r_prev + rows[:, None] * R + (k + ks)[None, :], mask=row_ok[:, None] & k_ok[None, :],
+                            other=0.0, cache_modifier=".cg")  # written by other programs
+                w_i, w_f, w_g, w_o = _gate_weights(whh_ptr + hs[None, :] * R + (k + ks)[:, None],
+                                                   k_ok[:, None] & (hs[None, :] < H), H * R)
+                a_i += _dot(r, w_i, DOT)
+                a_f += _dot(r, w_f, DOT)
+                a_g += _dot(r, w_g, DOT)
+                a_o += _dot(r, w_o, DOT)
+            w_ci, w_cf, w_co = _peepholes(wc_ptr, hs, H, PEEP)
+            c = tl.load(c_prev + rows[:, None] * H + hs[None, :], mask=h_mask, other=0.0, cache_modifier=".cg")
+            i, f, g, o, c, m = _cell_forward(a_i, a_f, a_g, a_o, c, w_ci, w_cf, w_co, PEEP)
+            tl.store(gates + at, i, mask=h_mask)
+            tl.store(gates + at + H, f, mask=h_mask)
+            tl.store(gates + at + 2 * H, g, mask=h_mask)
+            tl.store(gates + at + 3 * H, o, mask=h_mask)
+            tl.store(cells + rows[:, None] * H + hs[None, :], c, mask=h_mask)
+            if PROJ:
+                tl.store(m_ptr + rows[:, None] * H + hs[None, :], m, mask=h_mask)
+            else:
+                tl.store(out + rows[:, None] * R + hs[None, :], m, mask=h_mask)
+        barriers += 1
+        _grid_sync(counter_ptr, barriers * programs)
+        if PROJ:  # phase 2: r_t = m_t W_hr^T, this program's slices of R
+            for q in range(pid, tl.cdiv(R, BLOCK_R), programs):
+                rs = q * BLOCK_R + tl.arange(0, BLOCK_R)
+                acc = tl.zeros((BLOCK_B, BLOCK_R), dtype=tl.float32)
+                for k in range(0, H, BLOCK_K):
+                    k_ok = (k + ks) < H
+                    m = tl.load(m_ptr + rows[:, None] * H + (k + ks)[None, :], mask=row_ok[:, None] & k_ok[None, :],
+                                other=0.0, cache_modifier=".cg")
+                    w = tl.load(whr_ptr + rs[None, :] * H + (k + ks)[:, None], mask=k_ok[:, None] & (rs[None, :] < R),
+                                other=0.0)  # (BK, BR): W_hr[r, k]
+                    acc += _dot(m, w, DOT)
+                tl.store(out + rows[:, None] * R + rs[None, :], acc, mask=row_ok[:, None] & (rs[None, :] < R))
+            barriers += 1
+            _grid_sync(counter_ptr, barriers * programs)
+        r_prev, c_prev = out, cells
+        xg += B * 4 * H
+        gates += B * 4 * H
+        cells += B * H
+        out += B * R
+
+
+@triton.jit
+def lstmp_backward_cooperative(
+    dout_ptr,      # (T, B, R) dL/dr_t from above, pointing at step T-1
+    dhn_ptr,       # (B, R)
+    c0_ptr,        # (B, H)
+    whh_ptr,       # (4H, R)
+    wc_ptr,        # (3, H)
+    whr_ptr,       # (R, H) (unused without PROJ)
+    gates_ptr,     # (T, B, 4H) saved, pointing at step T-1
+    cells_ptr,     # (T, B, H) saved, pointing at step T-1
+    dgates_ptr,    # (T, B, 4H) out: dL/d(pre-activations), pointing at step T-1
+    dr_ptr,        # (T, B, R) out: dL/dr_t in total, pointing at step T-1
+    dc_ptr,        # (B, H) in: dL/dc_n; out: dL/dc_0 (each slice kept by the program that owns it)
+    counter_ptr,   # (1,) int32, zero
+    T, B, H, R,
+    PEEP: tl.constexpr, PROJ: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr,
+    BLOCK_R: tl.constexpr, BLOCK_K: tl.constexpr, DOT: tl.constexpr,
+):
+    pid = tl.program_id(0)
+    programs = tl.num_programs(0)
+    rows = tl.arange(0, BLOCK_B)
+    row_ok = rows < B
+    ks = tl.arange(0, BLOCK_K)
+    barriers = 0
+    dout, gates, cells, dgates, dr = dout_ptr, gates_ptr, cells_ptr, dgates_ptr, dr_ptr  # step t
+    for step in range(T):
+        # phase A: dL/dr_t = dout_t + dgates_{t+1} W_hh (dh_n at the last step), slices of R
+        for q in range(pid, tl.cdiv(R, BLOCK_R), programs):
+            rs = q * BLOCK_R + tl.arange(0, BLOCK_R)
+            r_mask = row_ok[:, None] & (rs[None, :] < R)
+            acc = tl.load(dout + rows[:, None] * R + rs[None, :], mask=r_mask, other=0.0)
+            if step == 0:
+                acc += tl.load(dhn_ptr + rows[:, None] * R + rs[None, :], mask=r_mask, other=0.0)
+            else:
+                for k in range(0, 4 * H, BLOCK_K):
+                    k_ok = (k + ks) < 4 * H
+                    dg = tl.load(dgates + B * 4 * H + rows[:, None] * (4 * H) + (k + ks)[None, :],
+                                 mask=row_ok[:, None] & k_ok[None, :], other=0.0, cache_modifier=".cg")
+                    w = tl.load(whh_ptr + (k + ks)[:, None] * R + rs[None, :], mask=k_ok[:, None] & (rs[None, :] < R),
+                                other=0.0)  # (BK, BR): W_hh[k, r]
+                    acc += _dot(dg, w, DOT)
+            tl.store(dr + rows[:, None] * R + rs[None, :], acc, mask=r_mask)
+        barriers += 1
+        _grid_sync(counter_ptr, barriers * programs)
+        # phase B: through the cells of this program's slices of H
+        for s in range(pid, tl.cdiv(H, BLOCK_H), programs):
+            hs = s * BLOCK_H + tl.arange(0, BLOCK_H)
+            h_mask = row_ok[:, None] & (hs[None, :] < H)
+            if PROJ:  # dm_t = dr_t W_hr
+                dm = tl.zeros((BLOCK_B, BLOCK_H), dtype=tl.float32)
+                for k in range(0, R, BLOCK_K):
+                    k_ok = (k + ks) < R
+                    d = tl.load(dr + rows[:, None] * R + (k + ks)[None, :], mask=row_ok[:, None] & k_ok[None, :],
+                                other=0.0, cache_modifier=".cg")
+                    w = tl.load(whr_ptr + (k + ks)[:, None] * H + hs[None, :], mask=k_ok[:, None] & (hs[None, :] < H),
+                                other=0.0)
+                    dm += _dot(d, w, DOT)
+            else:
+                dm = tl.load(dr + rows[:, None] * R + hs[None, :], mask=h_mask, other=0.0, cache_modifier=".cg")
+            at = rows[:, None] * (4 * H) + hs[None, :]
+            i = tl.load(gates + at, mask=h_mask, other=0.0)
+            f = tl.load(gates + at + H, mask=h_mask, other=0.0)
+            g = tl.load(gates + at + 2 * H, mask=h_mask, other=0.0)
+            o = tl.load(gates + at + 3 * H, mask=h_mask, other=0.0)
+            cell_at = rows[:, None] * H + hs[None, :]
+            c = tl.load(cells + cell_at, mask=h_mask, other=0.0)
+            if step == T - 1:
+                c_prev = tl.load(c0_ptr + cell_at, mask=h_mask, other=0.0)
+            else:
+                c_prev = tl.load(cells - B * H + cell_at, mask=h_mask, other=0.0)
+            dc = tl.load(dc_ptr + cell_at, mask=h_mask, other=0.0)
+            w_ci, w_cf, w_co = _peepholes(wc_ptr, hs, H, PEEP)
+            d_i, d_f, d_g, d_o, dc = _cell_backward(dm, dc, i, f, g, o, c, c_prev, w_ci, w_cf, w_co, PEEP)
+            tl.store(dgates + at, d_i, mask=h_mask)
+            tl.store(dgates + at + H, d_f, mask=h_mask)
+            tl.store(dgates + at + 2 * H, d_g, mask=h_mask)
+            tl.store(dgates + at + 3 * H, d_o, mask=h_mask)
+            tl.store(dc_ptr + cell_at, dc, mask=h_mask)
+        barriers += 1
+        _grid_sync(counter_ptr, barriers * programs)
+        dout -= B * R
+        dr -= B * R
+        gates -= B * 4 * H
+        dgates -= B * 4 * H
+        cells -= B * H
