@@ -92,13 +92,23 @@ def _cell_backward(dm, dc, i, f, g, o, c, c_prev, w_ci, w_cf, w_co, PEEP: tl.con
 
 
 @triton.jit
-def _gate_weights(at, mask, stride):
-    """The four gates' weight tiles at pointers `at` (gate i), `at + stride` (f), ... (g, o)."""
-    w_i = tl.load(at, mask=mask, other=0.0)
-    w_f = tl.load(at + stride, mask=mask, other=0.0)
-    w_g = tl.load(at + 2 * stride, mask=mask, other=0.0)
-    w_o = tl.load(at + 3 * stride, mask=mask, other=0.0)
-    return w_i, w_f, w_g, w_o
+def _load4(at, mask, stride):
+    """The four gates' blocks at pointers `at` (gate i), `at + stride` (f), ... (g, o): weight tiles,
+    or a row block of a (B, 4H) gate tensor with stride H."""
+    a_i = tl.load(at, mask=mask, other=0.0)
+    a_f = tl.load(at + stride, mask=mask, other=0.0)
+    a_g = tl.load(at + 2 * stride, mask=mask, other=0.0)
+    a_o = tl.load(at + 3 * stride, mask=mask, other=0.0)
+    return a_i, a_f, a_g, a_o
+
+
+@triton.jit
+def _store4(at, a_i, a_f, a_g, a_o, mask, stride):
+    """_load4's inverse: the four gates' blocks to `at`, `at + stride`, ..."""
+    tl.store(at, a_i, mask=mask)
+    tl.store(at + stride, a_f, mask=mask)
+    tl.store(at + 2 * stride, a_g, mask=mask)
+    tl.store(at + 3 * stride, a_o, mask=mask)
 
 
 @triton.jit
@@ -141,7 +151,7 @@ def lstmp_forward_persistent(
     h_mask = row_ok & (hs[None, :] < H)  # (BB, HP)
     r_mask = row_ok & (rs[None, :] < R)  # (BB, RP)
     # W_k^T as (RP, HP): element (r, h) = W_hh[k H + h, r]
-    w_i, w_f, w_g, w_o = _gate_weights(whh_ptr + hs[None, :] * R + rs[:, None], (rs[:, None] < R) & (hs[None, :] < H),
+    w_i, w_f, w_g, w_o = _load4(whh_ptr + hs[None, :] * R + rs[:, None], (rs[:, None] < R) & (hs[None, :] < H),
                                        H * R)
     w_ci, w_cf, w_co = _peepholes(wc_ptr, hs, H, PEEP)
     if PROJ:  # W_hr^T as (HP, RP): element (h, r) = W_hr[r, h]
@@ -153,10 +163,11 @@ def lstmp_forward_persistent(
     cells = cells_ptr + rows[:, None] * H + hs[None, :]
     out = out_ptr + rows[:, None] * R + rs[None, :]
     for _ in range(T):
-        a_i = tl.load(xg, mask=h_mask, other=0.0) + _dot(r, w_i, DOT)
-        a_f = tl.load(xg + H, mask=h_mask, other=0.0) + _dot(r, w_f, DOT)
-        a_g = tl.load(xg + 2 * H, mask=h_mask, other=0.0) + _dot(r, w_g, DOT)
-        a_o = tl.load(xg + 3 * H, mask=h_mask, other=0.0) + _dot(r, w_o, DOT)
+        a_i, a_f, a_g, a_o = _load4(xg, h_mask, H)
+        a_i += _dot(r, w_i, DOT)
+        a_f += _dot(r, w_f, DOT)
+        a_g += _dot(r, w_g, DOT)
+        a_o += _dot(r, w_o, DOT)
         i, f, g, o, c, m = _cell_forward(a_i, a_f, a_g, a_o, c, w_ci, w_cf, w_co, PEEP)
         if PROJ:
             r = _dot(m, w_r, DOT)  # (BB, RP)
@@ -164,10 +175,7 @@ def lstmp_forward_persistent(
             r = m
         tl.store(out, r, mask=r_mask)
         if SAVE:
-            tl.store(gates, i, mask=h_mask)
-            tl.store(gates + H, f, mask=h_mask)
-            tl.store(gates + 2 * H, g, mask=h_mask)
-            tl.store(gates + 3 * H, o, mask=h_mask)
+            _store4(gates, i, f, g, o, h_mask, H)
             tl.store(cells, c, mask=h_mask)
         xg += B * 4 * H
         gates += B * 4 * H
@@ -204,7 +212,7 @@ def lstmp_backward_persistent(
     h_mask = row_ok & (hs[None, :] < H)
     r_mask = row_ok & (rs[None, :] < R)
     # W_k as (HP, RP): element (h, r) = W_hh[k H + h, r]
-    w_i, w_f, w_g, w_o = _gate_weights(whh_ptr + hs[:, None] * R + rs[None, :], (hs[:, None] < H) & (rs[None, :] < R),
+    w_i, w_f, w_g, w_o = _load4(whh_ptr + hs[:, None] * R + rs[None, :], (hs[:, None] < H) & (rs[None, :] < R),
                                        H * R)
     w_ci, w_cf, w_co = _peepholes(wc_ptr, hs, H, PEEP)
     if PROJ:  # W_hr as (RP, HP)
@@ -223,20 +231,14 @@ def lstmp_backward_persistent(
             dm = _dot(dr, w_r, DOT)  # (BB, HP)
         else:
             dm = dr
-        i = tl.load(gates, mask=h_mask, other=0.0)
-        f = tl.load(gates + H, mask=h_mask, other=0.0)
-        g = tl.load(gates + 2 * H, mask=h_mask, other=0.0)
-        o = tl.load(gates + 3 * H, mask=h_mask, other=0.0)
+        i, f, g, o = _load4(gates, h_mask, H)
         c = tl.load(cells, mask=h_mask, other=0.0)
         if step == T - 1:
             c_prev = tl.load(c0_ptr + rows[:, None] * H + hs[None, :], mask=h_mask, other=0.0)
         else:
             c_prev = tl.load(cells - B * H, mask=h_mask, other=0.0)
         d_i, d_f, d_g, d_o, dc = _cell_backward(dm, dc, i, f, g, o, c, c_prev, w_ci, w_cf, w_co, PEEP)
-        tl.store(dgates, d_i, mask=h_mask)
-        tl.store(dgates + H, d_f, mask=h_mask)
-        tl.store(dgates + 2 * H, d_g, mask=h_mask)
-        tl.store(dgates + 3 * H, d_o, mask=h_mask)
+        _store4(dgates, d_i, d_f, d_g, d_o, h_mask, H)
         # dL/dr_{t-1} through the recurrent product: dgates_t W_hh (BB, RP)
         dr = _dot(d_i, w_i, DOT) + _dot(d_f, w_f, DOT) + _dot(d_g, w_g, DOT) + _dot(d_o, w_o, DOT)
         dout -= B * R
@@ -270,27 +272,22 @@ def lstmp_forward_step(
     ks = tl.arange(0, BLOCK_K)
     h_mask = (rows[:, None] < B) & (hs[None, :] < H)
     xg = xg_ptr + rows[:, None] * (4 * H) + hs[None, :]
-    a_i = tl.load(xg, mask=h_mask, other=0.0)
-    a_f = tl.load(xg + H, mask=h_mask, other=0.0)
-    a_g = tl.load(xg + 2 * H, mask=h_mask, other=0.0)
-    a_o = tl.load(xg + 3 * H, mask=h_mask, other=0.0)
+    a_i, a_f, a_g, a_o = _load4(xg, h_mask, H)
     for k in range(0, R, BLOCK_K):
         k_ok = (k + ks) < R
         r = tl.load(r_ptr + rows[:, None] * R + (k + ks)[None, :], mask=(rows[:, None] < B) & k_ok[None, :], other=0.0)
-        w_mask = k_ok[:, None] & (hs[None, :] < H)
-        w_at = whh_ptr + hs[None, :] * R + (k + ks)[:, None]  # (BK, BH): W_hh[gate H + h, k]
-        a_i += _dot(r, tl.load(w_at, mask=w_mask, other=0.0), DOT)
-        a_f += _dot(r, tl.load(w_at + H * R, mask=w_mask, other=0.0), DOT)
-        a_g += _dot(r, tl.load(w_at + 2 * H * R, mask=w_mask, other=0.0), DOT)
-        a_o += _dot(r, tl.load(w_at + 3 * H * R, mask=w_mask, other=0.0), DOT)
+        # (BK, BH) each: W_hh[gate H + h, k]
+        w_i, w_f, w_g, w_o = _load4(whh_ptr + hs[None, :] * R + (k + ks)[:, None], k_ok[:, None] & (hs[None, :] < H),
+                                    H * R)
+        a_i += _dot(r, w_i, DOT)
+        a_f += _dot(r, w_f, DOT)
+        a_g += _dot(r, w_g, DOT)
+        a_o += _dot(r, w_o, DOT)
     c = tl.load(c_ptr + rows[:, None] * H + hs[None, :], mask=h_mask, other=0.0)
     w_ci, w_cf, w_co = _peepholes(wc_ptr, hs, H, PEEP)
     i, f, g, o, c, m = _cell_forward(a_i, a_f, a_g, a_o, c, w_ci, w_cf, w_co, PEEP)
     gates = gates_ptr + rows[:, None] * (4 * H) + hs[None, :]
-    tl.store(gates, i, mask=h_mask)
-    tl.store(gates + H, f, mask=h_mask)
-    tl.store(gates + 2 * H, g, mask=h_mask)
-    tl.store(gates + 3 * H, o, mask=h_mask)
+    _store4(gates, i, f, g, o, h_mask, H)
     tl.store(cells_ptr + rows[:, None] * H + hs[None, :], c, mask=h_mask)
     tl.store(m_ptr + rows[:, None] * H + hs[None, :], m, mask=h_mask)
 
@@ -325,10 +322,7 @@ def lstmp_backward_step(
     else:
         dm = tl.load(dr_ptr + rows[:, None] * R + hs[None, :], mask=h_mask, other=0.0)
     gates = gates_ptr + rows[:, None] * (4 * H) + hs[None, :]
-    i = tl.load(gates, mask=h_mask, other=0.0)
-    f = tl.load(gates + H, mask=h_mask, other=0.0)
-    g = tl.load(gates + 2 * H, mask=h_mask, other=0.0)
-    o = tl.load(gates + 3 * H, mask=h_mask, other=0.0)
+    i, f, g, o = _load4(gates, h_mask, H)
     at = rows[:, None] * H + hs[None, :]
     c = tl.load(cells_ptr + at, mask=h_mask, other=0.0)
     c_prev = tl.load(cprev_ptr + at, mask=h_mask, other=0.0)
@@ -336,10 +330,7 @@ def lstmp_backward_step(
     w_ci, w_cf, w_co = _peepholes(wc_ptr, hs, H, PEEP)
     d_i, d_f, d_g, d_o, dc = _cell_backward(dm, dc, i, f, g, o, c, c_prev, w_ci, w_cf, w_co, PEEP)
     dgates = dgates_ptr + rows[:, None] * (4 * H) + hs[None, :]
-    tl.store(dgates, d_i, mask=h_mask)
-    tl.store(dgates + H, d_f, mask=h_mask)
-    tl.store(dgates + 2 * H, d_g, mask=h_mask)
-    tl.store(dgates + 3 * H, d_o, mask=h_mask)
+    _store4(dgates, d_i, d_f, d_g, d_o, h_mask, H)
     tl.store(dc_ptr + at, dc, mask=h_mask)
 
 
@@ -396,15 +387,12 @@ def lstmp_forward_cooperative(
             hs = s * BLOCK_H + tl.arange(0, BLOCK_H)
             h_mask = row_ok[:, None] & (hs[None, :] < H)
             at = rows[:, None] * (4 * H) + hs[None, :]
-            a_i = tl.load(xg + at, mask=h_mask, other=0.0)
-            a_f = tl.load(xg + at + H, mask=h_mask, other=0.0)
-            a_g = tl.load(xg + at + 2 * H, mask=h_mask, other=0.0)
-            a_o = tl.load(xg + at + 3 * H, mask=h_mask, other=0.0)
+            a_i, a_f, a_g, a_o = _load4(xg + at, h_mask, H)
             for k in range(0, R, BLOCK_K):
                 k_ok = (k + ks) < R
                 r = tl.load(r_prev + rows[:, None] * R + (k + ks)[None, :], mask=row_ok[:, None] & k_ok[None, :],
                             other=0.0, cache_modifier=".cg")  # written by other programs
-                w_i, w_f, w_g, w_o = _gate_weights(whh_ptr + hs[None, :] * R + (k + ks)[:, None],
+                w_i, w_f, w_g, w_o = _load4(whh_ptr + hs[None, :] * R + (k + ks)[:, None],
                                                    k_ok[:, None] & (hs[None, :] < H), H * R)
                 a_i += _dot(r, w_i, DOT)
                 a_f += _dot(r, w_f, DOT)
@@ -413,10 +401,7 @@ def lstmp_forward_cooperative(
             w_ci, w_cf, w_co = _peepholes(wc_ptr, hs, H, PEEP)
             c = tl.load(c_prev + rows[:, None] * H + hs[None, :], mask=h_mask, other=0.0, cache_modifier=".cg")
             i, f, g, o, c, m = _cell_forward(a_i, a_f, a_g, a_o, c, w_ci, w_cf, w_co, PEEP)
-            tl.store(gates + at, i, mask=h_mask)
-            tl.store(gates + at + H, f, mask=h_mask)
-            tl.store(gates + at + 2 * H, g, mask=h_mask)
-            tl.store(gates + at + 3 * H, o, mask=h_mask)
+            _store4(gates + at, i, f, g, o, h_mask, H)
             tl.store(cells + rows[:, None] * H + hs[None, :], c, mask=h_mask)
             if PROJ:
                 tl.store(m_ptr + rows[:, None] * H + hs[None, :], m, mask=h_mask)
@@ -505,10 +490,7 @@ def lstmp_backward_cooperative(
             else:
                 dm = tl.load(dr + rows[:, None] * R + hs[None, :], mask=h_mask, other=0.0, cache_modifier=".cg")
             at = rows[:, None] * (4 * H) + hs[None, :]
-            i = tl.load(gates + at, mask=h_mask, other=0.0)
-            f = tl.load(gates + at + H, mask=h_mask, other=0.0)
-            g = tl.load(gates + at + 2 * H, mask=h_mask, other=0.0)
-            o = tl.load(gates + at + 3 * H, mask=h_mask, other=0.0)
+            i, f, g, o = _load4(gates + at, h_mask, H)
             cell_at = rows[:, None] * H + hs[None, :]
             c = tl.load(cells + cell_at, mask=h_mask, other=0.0)
             if step == T - 1:
@@ -518,10 +500,7 @@ def lstmp_backward_cooperative(
             dc = tl.load(dc_ptr + cell_at, mask=h_mask, other=0.0)
             w_ci, w_cf, w_co = _peepholes(wc_ptr, hs, H, PEEP)
             d_i, d_f, d_g, d_o, dc = _cell_backward(dm, dc, i, f, g, o, c, c_prev, w_ci, w_cf, w_co, PEEP)
-            tl.store(dgates + at, d_i, mask=h_mask)
-            tl.store(dgates + at + H, d_f, mask=h_mask)
-            tl.store(dgates + at + 2 * H, d_g, mask=h_mask)
-            tl.store(dgates + at + 3 * H, d_o, mask=h_mask)
+            _store4(dgates + at, d_i, d_f, d_g, d_o, h_mask, H)
             tl.store(dc_ptr + cell_at, dc, mask=h_mask)
         barriers += 1
         _grid_sync(counter_ptr, barriers * programs)
