@@ -4,7 +4,7 @@ The input half of the gates, x_gates = x W_ih^T + b (T, B, 4H), is one large pro
 before these kernels run; they do the part that is sequential in time. Notation as in
 lstmlm.nn.lstm (gate order i, f, g, o; R = proj_size or H; m_t = o_t ⊙ tanh(c_t); r_t = W_hr m_t).
 
-Two families:
+Three families:
 
   persistent  one launch for the whole sequence. Program p owns BLOCK_B streams (rows of the
               batch) and all H cells, and loops over time itself; its recurrent weights (W_hh as four
@@ -15,14 +15,16 @@ Two families:
               (BLOCK_B, BLOCK_H) tile of all four gates with a K loop over R, then the cell update. The
               projection r_t = m_t W_hr^T and the backward's dr_t = dout_t + dgates_{t+1} W_hh are
               cuBLAS products between launches (gpu.py). For large H.
+  cooperative one launch for the whole sequence at a small batch and any H: the programs split the
+              cells and outputs and meet at a grid barrier twice a step (below). Experimental.
 
 Every kernel saves, per step, the activated gates (i, f, g, o) and the cell c_t; backward
 recomputes m_t from them. Products run in DOT precision ("ieee" fp32, "tf32", or "bf16" operands);
 the cell state, the gates and every accumulation are fp32.
 
 Pointers advance by their per-step stride inside the time loops (64-bit pointer arithmetic), so
-T * B * 4H may exceed 2^31. Sizes are padded to powers of two (HP, RP >= 16) and masked: a padded
-cell has zero weights and stays exactly zero.
+T * B * 4H may exceed 2^31. Tiles are powers of two, at least 16 (the persistent kernel's H and R
+at least 32), and masked: a padded cell has zero weights and stays exactly zero.
 """
 import triton
 import triton.language as tl
