@@ -5,25 +5,28 @@
 #
 # It runs on the machine's own torch and Triton with PYTHONPATH=src (nothing is installed), every
 # part under its own `timeout` (a hung kernel costs that part only) and all of them within
-# TOTAL_SECONDS (default 500; a part that would start with under 15 s left is skipped):
+# TOTAL_SECONDS (default 500; a part that would start with under 15 s left is skipped), in this
+# order, the most wanted first:
 #   a. versions: torch, CUDA, cuDNN, Triton, the GPU
-#   b. tests on the GPU: tests/test_kernels_triton.py, the tests named *on_the_gpu (CUDA-graph
-#      capture and replay in lstmlm train and lstmlm bench), and tests marked `cuda` if that marker exists
+#   b. tests on the GPU: tests/test_kernels_triton.py (the experimental cooperative kernel's apart,
+#      under a short timeout: a bug in its grid barrier would hang), the tests named *on_the_gpu
+#      (CUDA-graph capture and replay in lstmlm train and lstmlm bench), tests marked `cuda` if any
+#   c. lstmlm bench --device cuda at tf32 over every default size (the issue's reference table), for
+#      at most BENCH_MAX_SECONDS (240); every finished row is kept
+#   f. the cooperative kernel benched at B16/B64 against cuDNN and the per-step kernel (the 2x goal)
 #   d. lstmlm train --preset text8-gpu on a prefix of wiki8, --max-seconds TRAIN_SECONDS, with
 #      --cuda-graphs and without: chars/s of each (metrics.csv rows after the first, at steady state)
-#   c. lstmlm bench --device cuda at tf32 (the issue's reference table, all default sizes), then bf16
-#      and fp32 (BENCH_SUBSET sizes), as time allows; it runs last and keeps every finished row
-# Everything is logged to $OUT/gpu_check.log; also $OUT/bench-<precision>.json, bench-cooperative.json and
-# $OUT/train-<graphs|eager>.csv (7 files: the device tool brings back at most 8).
-#
 #   e. benchmarks/profile_step.py: the step's kernels by GPU time, cuDNN against lstmlm's pick, 3 sizes
-#   f. the experimental cooperative kernel (tests apart in b, with a short timeout) benched at B16/B64
-# Knobs (environment): PYTHON (python3), TOTAL_SECONDS, TRAIN_SECONDS (30), CORPUS (wiki8 file; default
+#   c. (continued) bf16 and fp32 on BENCH_SUBSET sizes, in what time is left
+# Everything is logged to $OUT/gpu_check.log; also $OUT/bench-<precision>.json, bench-cooperative.json
+# and $OUT/train-<graphs|eager>.csv (7 files: the device tool brings back at most 8).
+#
+# Knobs (environment): PYTHON (python3), TOTAL_SECONDS, TRAIN_SECONDS (25), CORPUS (wiki8 file; default
 # data/wiki8.txt.xz, shared/data/..., ../shared/data/..., /work/shared/data/...; else the repo's own
 # text). wiki8 (23 MB) reaches the device machine if copied to data/ (ignored by git) and named in the
 # device tool's `carry`: cp ../shared/data/wiki8.txt.xz data/ ; run(carry=["data"], ...).
 # CORPUS_CHARS (20000000), BENCH_SECONDS (0.3 per implementation and size), BENCH_ROUNDS (1),
-# BENCH_SUBSET (sizes for bf16 and fp32), PRECISIONS ("tf32 bf16 fp32").
+# BENCH_MAX_SECONDS (240), BENCH_SUBSET (sizes for bf16 and fp32), PRECISIONS ("tf32 bf16 fp32").
 # DRY_RUN=1 runs every part on the CPU at tiny sizes (the --cuda-graphs run is then refused, as it
 # must be): a check that nothing here is misspelt, for a machine without a GPU.
 set -u
@@ -37,7 +40,7 @@ PY=${PYTHON:-python3}
 export PYTHONPATH="src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 WORK=$(mktemp -d /tmp/gpu_check.XXXXXX)
 DEADLINE=$((SECONDS + ${TOTAL_SECONDS:-500}))
-TRAIN_SECONDS=${TRAIN_SECONDS:-30}
+TRAIN_SECONDS=${TRAIN_SECONDS:-25}
 BENCH_SECONDS=${BENCH_SECONDS:-0.3}
 BENCH_ROUNDS=${BENCH_ROUNDS:-1}
 # the issue's two reference rows (H64 B256, H2048 B1024 P512) and the small-batch corners
@@ -117,6 +120,32 @@ if "$PY" -m pytest --markers -p no:cacheprovider 2>/dev/null | grep -q '^@pytest
     part "b. tests marked cuda" 150 "$PY" -m pytest -m cuda -x -q -p no:cacheprovider
 fi
 
+# c. the bench sweep: the first precision (tf32) over every default size, for at most BENCH_MAX_SECONDS
+bench_precision() {  # bench_precision PRECISION SECONDS [--sizes ...]
+    local precision=$1 seconds=$2
+    shift 2
+    local extra=("$@")
+    if [ "$DEVICE" = cpu ]; then
+        extra=(--sizes $BENCH_SUBSET --kernel reference reference+lstmp)  # CPU bf16 breaks nn.LSTM and cpu
+    fi
+    part "c. bench $DEVICE $precision" "$seconds" "$PY" -m lstmlm bench --device "$DEVICE" --precision "$precision" \
+        --seconds "$BENCH_SECONDS" --rounds "$BENCH_ROUNDS" "${extra[@]}" --out "$WORK/bench-$precision"
+    [ -f "$WORK/bench-$precision/bench.json" ] && cp "$WORK/bench-$precision/bench.json" "$OUT/bench-$precision.json"
+}
+set -- $PRECISIONS
+FIRST=$1
+shift
+REST="$*"
+bench_precision "$FIRST" "${BENCH_MAX_SECONDS:-240}"
+
+# f. the cooperative kernel (one launch per sequence, cells split over the SMs) at small batches, the
+#    issue's >= 2x cuDNN goal, against cuDNN and the per-step kernel, in TF32
+part "f. bench cooperative" 90 "$PY" -m lstmlm bench --device "$DEVICE" --precision "$([ "$DEVICE" = cpu ] && echo fp32 || echo tf32)" \
+    --seconds "$BENCH_SECONDS" --rounds "$BENCH_ROUNDS" --out "$WORK/bench-cooperative" \
+    --kernel nn.LSTM+proj "$([ "$DEVICE" = cpu ] && echo reference || echo triton)+lstmp" "$([ "$DEVICE" = cpu ] && echo reference || echo cooperative)+lstmp" \
+    --sizes $([ "$DEVICE" = cpu ] && echo 16,4,5,8 || echo 256,16,50,128 1024,16,50,128,256 2048,16,50,128,512 1024,64,50,128,256)
+[ -f "$WORK/bench-cooperative/bench.json" ] && cp "$WORK/bench-cooperative/bench.json" "$OUT/bench-cooperative.json"
+
 # d. training smoke test: text8-gpu with and without --cuda-graphs, on a prefix of wiki8
 SOURCE=${CORPUS:-}
 if [ -z "$SOURCE" ]; then
@@ -141,7 +170,7 @@ target.write_bytes(data)
 EOF
 for mode in graphs eager; do
     flag=$([ $mode = graphs ] && echo --cuda-graphs || echo --no-cuda-graphs)
-    part "d. train text8-gpu $flag" $((TRAIN_SECONDS + 150)) "$PY" -m lstmlm train --preset text8-gpu --corpus "$TEXT" \
+    part "d. train text8-gpu $flag" $((TRAIN_SECONDS + 90)) "$PY" -m lstmlm train --preset text8-gpu --corpus "$TEXT" \
         --max-seconds "$TRAIN_SECONDS" --valid-every 50 --valid-chars 20000 --checkpoint-every 100000 --sample-every 0 \
         "${TRAIN_ARGS[@]}" "$flag" --out "$WORK/train-$mode" --quiet
     if [ -f "$WORK/train-$mode/metrics.csv" ]; then
@@ -158,35 +187,16 @@ EOF
     fi
 done
 
-# f. the cooperative kernel (one launch per sequence, cells split over the SMs) at small batches, the
-#    issue's >= 2x cuDNN goal, against cuDNN and the per-step kernel, in TF32
-part "f. bench cooperative" 120 "$PY" -m lstmlm bench --device "$DEVICE" --precision "$([ "$DEVICE" = cpu ] && echo fp32 || echo tf32)" \
-    --seconds "$BENCH_SECONDS" --rounds "$BENCH_ROUNDS" --out "$WORK/bench-cooperative" \
-    --kernel nn.LSTM+proj "$([ "$DEVICE" = cpu ] && echo reference || echo triton)+lstmp" "$([ "$DEVICE" = cpu ] && echo reference || echo cooperative)+lstmp" \
-    --sizes $([ "$DEVICE" = cpu ] && echo 16,4,5,8 || echo 256,16,50,128 1024,16,50,128,256 2048,16,50,128,512 1024,64,50,128,256)
-[ -f "$WORK/bench-cooperative/bench.json" ] && cp "$WORK/bench-cooperative/bench.json" "$OUT/bench-cooperative.json"
-
 # e. where the time goes: torch.profiler over a few steps, cuDNN against what `auto` picks
-part "e. profile" 120 "$PY" benchmarks/profile_step.py --device "$DEVICE" --steps 3 --top 10 \
+part "e. profile" 75 "$PY" benchmarks/profile_step.py --device "$DEVICE" --steps 3 --top 10 \
     --sizes $([ "$DEVICE" = cpu ] && echo 16,4,5,8 || echo 64,16,50,128 1024,16,50,128,256 2048,1024,50,128,512)
 
-# c. the bench sweep, tf32 over every default size first, then the other precisions on BENCH_SUBSET
-set -- $PRECISIONS
+# c, continued: the other precisions on BENCH_SUBSET, sharing what is left
+set -- $REST
 count=$#
-for precision in $PRECISIONS; do
-    left=$((DEADLINE - SECONDS - 5))
-    share=$((left / count))
-    if [ "$precision" = "$1" ] && [ "$count" -gt 1 ]; then share=$((left / 2)); fi  # the full sweep: half
+for precision in $REST; do
+    bench_precision "$precision" $(((DEADLINE - SECONDS - 5) / count)) --sizes $BENCH_SUBSET
     count=$((count - 1))
-    sizes=()
-    if [ "$DEVICE" = cpu ]; then
-        sizes=(--sizes $BENCH_SUBSET --kernel reference reference+lstmp)  # CPU bf16 breaks nn.LSTM and cpu
-    elif [ "$precision" != "$1" ]; then
-        sizes=(--sizes $BENCH_SUBSET)
-    fi
-    part "c. bench $DEVICE $precision" "$share" "$PY" -m lstmlm bench --device "$DEVICE" --precision "$precision" \
-        --seconds "$BENCH_SECONDS" --rounds "$BENCH_ROUNDS" "${sizes[@]}" --out "$WORK/bench-$precision"
-    [ -f "$WORK/bench-$precision/bench.json" ] && cp "$WORK/bench-$precision/bench.json" "$OUT/bench-$precision.json"
 done
 
 log ""
