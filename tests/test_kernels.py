@@ -38,8 +38,8 @@ def _run(fn, args, generator_seed):
             else None if a is None else a.detach().clone().requires_grad_() for a in args]
     out, h_n, c_n = fn(*args)
     g = torch.Generator().manual_seed(generator_seed)
-    # drawn in float32 whatever the dtype, so a float64 run weighs its outputs exactly as a float32 one
-    w_out, w_h, w_c = (torch.randn(t.shape, generator=g).to(t.dtype) for t in (out, h_n, c_n))
+    # drawn in float32 on the CPU whatever the dtype and device, so every run weighs its outputs alike
+    w_out, w_h, w_c = (torch.randn(t.shape, generator=g).to(t.device, t.dtype) for t in (out, h_n, c_n))
     ((out * w_out).sum() + (h_n * w_h).sum() + (c_n.tanh() * w_c).sum()).backward()
     return (out, h_n, c_n), [leaf.grad for leaf in _leaves(args)]
 

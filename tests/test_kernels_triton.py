@@ -121,7 +121,7 @@ def test_kernel_choice_and_errors(monkeypatch):
         LSTM(3, 8, kernel="cooperative", device=DEVICE)(torch.zeros(2, 65, 3, device=DEVICE))
     assert fast_path("auto", x, 64, 16, True) is not gpu.lstmp_layer_cooperative  # experimental: never auto
     with pytest.raises(ValueError, match="kernel 'triton' cannot run here: .*float64"):
-        fast_path("triton", torch.zeros(2, 1, 3, dtype=torch.float64))
+        fast_path("triton", torch.zeros(2, 1, 3, dtype=torch.float64, device=DEVICE))
     monkeypatch.setattr(gpu, "interpreting", lambda: False)
     with pytest.raises(ValueError, match="kernel 'triton' cannot run here: .*CUDA tensors.*TRITON_INTERPRET=1"):
         fast_path("triton", torch.zeros(2, 1, 3))
@@ -197,12 +197,12 @@ def test_cli_names_a_kernel_that_cannot_run_here_before_writing_anything(tiny_co
     import subprocess
     import sys
 
+    if DEVICE == "cuda":
+        pytest.skip("with a GPU the Triton kernel runs")
     env = {**os.environ, "TRITON_INTERPRET": "0"}
     result = subprocess.run([sys.executable, "-m", "lstmlm", "train", "--corpus", str(tiny_corpus), "--kernel", "triton",
                              "--steps", "1", "--out", str(tmp_path / "run")], capture_output=True, text=True, env=env,
                             timeout=300)
-    if DEVICE == "cuda":
-        pytest.skip("with a GPU the Triton kernel runs")
     assert result.returncode != 0
     assert result.stderr.strip().splitlines()[-1].startswith("lstmlm: error: kernel 'triton' cannot run here")
     assert not (tmp_path / "run").exists()
