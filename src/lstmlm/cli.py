@@ -13,6 +13,7 @@ from . import __version__, mirror
 from .checkpoint import load_model
 from .data import load_ids, split_ids
 from .evaluate import evaluate
+from .kernels import KERNELS
 from .sample import sample_text
 from .train import PRESETS, TrainConfig, canonical_corpus, make_configs, resume_training, start_training
 
@@ -33,8 +34,7 @@ _TRAIN_FLAGS = [
     ("--weight-drop", float, "DropConnect on the recurrent weights, one mask per chunk, in [0, 1)"),
     ("--zoneout-cell", float, "zoneout probability for the cell state (runs the reference recurrence)"),
     ("--zoneout-hidden", float, "zoneout probability for the hidden state (runs the reference recurrence)"),
-    ("--kernel", str, "LSTM implementation: 'auto' (the fastest for the device), 'reference', 'cpu', "
-                      "'triton' or 'persistent' (CUDA)"),
+    ("--kernel", str, f"LSTM implementation, one of {', '.join(KERNELS)}: 'auto' picks the fastest for the device"),
     ("--init", str, "'torch' or 'notebook' (the assignment's truncated normal)"),
     ("--batch-size", int, "parallel streams per step"),
     ("--num-unrollings", int, "time steps per truncated-BPTT chunk"),
