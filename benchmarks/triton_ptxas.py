@@ -25,8 +25,8 @@ from triton.compiler import ASTSource  # noqa: E402
 
 from lstmlm.kernels import gpu, lstmp_triton as K  # noqa: E402
 
-PTRS_FORWARD_PERSISTENT = ["xg_ptr", "h0_ptr", "c0_ptr", "whh_ptr", "wc_ptr", "whr_ptr", "out_ptr", "hn_ptr",
-                           "cn_ptr", "gates_ptr", "cells_ptr"]
+PTRS_FORWARD_PERSISTENT = ["xg_ptr", "h0_ptr", "c0_ptr", "whh_ptr", "wc_ptr", "whr_ptr", "out_ptr", "gates_ptr",
+                           "cells_ptr"]
 PTRS_BACKWARD_PERSISTENT = ["dout_ptr", "dhn_ptr", "dcn_ptr", "c0_ptr", "whh_ptr", "wc_ptr", "whr_ptr", "gates_ptr",
                             "cells_ptr", "dgates_ptr", "dr_ptr", "dh0_ptr", "dc0_ptr"]
 PTRS_FORWARD_STEP = ["xg_ptr", "r_ptr", "c_ptr", "whh_ptr", "wc_ptr", "m_ptr", "gates_ptr", "cells_ptr"]
@@ -68,10 +68,9 @@ def persistent_rows(hidden: int, proj: int, dot: str, arch: int, warps: int, pee
               "PROJ": proj > 0, "BLOCK_B": gpu.PERSISTENT_BLOCK_B, "DOT": dot}
     weights = "bf16" if dot == "bf16" else "fp32"
     rows = []
-    for name, fn, ptrs, extra in (("persistent forward", K.lstmp_forward_persistent, PTRS_FORWARD_PERSISTENT,
-                                   {"SAVE": True}),
-                                  ("persistent backward", K.lstmp_backward_persistent, PTRS_BACKWARD_PERSISTENT, {})):
-        result = compile_variant(fn, ptrs, ["T", "B"], {**consts, **extra}, arch, warps, weights)
+    for name, fn, ptrs in (("persistent forward", K.lstmp_forward_persistent, PTRS_FORWARD_PERSISTENT),
+                           ("persistent backward", K.lstmp_backward_persistent, PTRS_BACKWARD_PERSISTENT)):
+        result = compile_variant(fn, ptrs, ["T", "B"], consts, arch, warps, weights)
         rows.append({"kernel": name, "H": hidden, "P": proj, "dot": dot, "warps": warps, **result,
                      "auto_picks_it": gpu.persistent_fits(hidden, real, proj > 0)})
     return rows

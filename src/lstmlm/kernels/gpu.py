@@ -113,27 +113,24 @@ class RecurrenceFunction(torch.autograd.Function):
         out = torch.empty(T, B, R, **f32)
         gates = torch.empty(T, B, 4 * H, **f32)
         cells = torch.empty(T, B, H, **f32)
-        h_n, c_n = torch.empty(B, R, **f32), torch.empty(B, H, **f32)
         w_hh, w_hr = _for_dot(weight_hh, dot), _for_dot(weight_hr, dot)  # what the kernels read
         dummy = weight_hh  # for pointers a kernel does not read
-        wc = w_peep if w_peep is not None else dummy
+        wc, whr = (w_peep if w_peep is not None else dummy), (w_hr if w_hr is not None else dummy)
         if mode == "cooperative":
             m = torch.empty(B, H, **f32) if weight_hr is not None else dummy
             K.lstmp_forward_cooperative[(_cooperative_programs(H, R, x_gates.device),)](
-                x_gates, h0, c0, w_hh, wc, w_hr if w_hr is not None else dummy, out, gates, cells, m,
+                x_gates, h0, c0, w_hh, wc, whr, out, gates, cells, m,
                 torch.zeros(1, dtype=torch.int32, device=x_gates.device), T, B, H, R,
                 PEEP=w_peep is not None, PROJ=weight_hr is not None, BLOCK_B=_padded(B), BLOCK_H=COOPERATIVE_BLOCK,
                 BLOCK_R=COOPERATIVE_BLOCK, BLOCK_K=COOPERATIVE_BLOCK_K, DOT=dot, num_warps=COOPERATIVE_WARPS)
-            h_n.copy_(out[-1])
-            c_n.copy_(cells[-1])
         elif mode == "persistent":
             HP, RP = persistent_tiles(H, R)
             grid = (triton_cdiv(B, PERSISTENT_BLOCK_B),)
             K.lstmp_forward_persistent[grid](
-                x_gates, h0, c0, w_hh, wc, w_hr if w_hr is not None else dummy,
-                out, h_n, c_n, gates, cells, T, B,
+                x_gates, h0, c0, w_hh, wc, whr,
+                out, gates, cells, T, B,
                 H=H, R=R, HP=HP, RP=RP, PEEP=w_peep is not None, PROJ=weight_hr is not None,
-                SAVE=True, BLOCK_B=PERSISTENT_BLOCK_B, DOT=dot, num_warps=PERSISTENT_WARPS)
+                BLOCK_B=PERSISTENT_BLOCK_B, DOT=dot, num_warps=PERSISTENT_WARPS)
         else:
             block_b, block_h, block_k = _step_blocks(B, H, R, x_gates.device)
             grid = (triton_cdiv(B, block_b), triton_cdiv(H, block_h))
@@ -148,12 +145,10 @@ class RecurrenceFunction(torch.autograd.Function):
                 if weight_hr is not None:
                     _matmul(m_t, w_hr.t(), out[t], dot)  # r_t = m_t W_hr^T (B, R)
                 r_prev, c_prev = out[t], cells[t]
-            h_n.copy_(out[-1])
-            c_n.copy_(cells[-1])
         ctx.mode, ctx.dot = mode, dot
         ctx.has_peep, ctx.has_proj = w_peep is not None, weight_hr is not None
         ctx.save_for_backward(h0, c0, weight_hh, w_peep, weight_hr, out, gates, cells)
-        return out, h_n, c_n
+        return out, out[-1].clone(), cells[-1].clone()  # output (T, B, R), h_n (B, R), c_n (B, H)
 
     @staticmethod
     @once_differentiable
@@ -172,12 +167,12 @@ class RecurrenceFunction(torch.autograd.Function):
         d_r = torch.empty(T, B, R, **f32) if ctx.has_proj or ctx.mode != "persistent" else d_out
         d_h0, d_c0 = torch.empty(B, R, **f32), torch.empty(B, H, **f32)
         w_hh, w_hr = _for_dot(weight_hh, ctx.dot), _for_dot(weight_hr, ctx.dot)
-        dummy = weight_hh
-        wc = w_peep if w_peep is not None else dummy
+        dummy = weight_hh  # for pointers a kernel does not read
+        wc, whr = (w_peep if w_peep is not None else dummy), (w_hr if w_hr is not None else dummy)
         if ctx.mode == "cooperative":
             d_c = d_c_n.clone()  # dL/dc carried backwards, each slice by its program
             K.lstmp_backward_cooperative[(_cooperative_programs(H, R, out.device),)](
-                d_out[T - 1], d_h_n, c0, w_hh, wc, w_hr if w_hr is not None else dummy, gates[T - 1], cells[T - 1],
+                d_out[T - 1], d_h_n, c0, w_hh, wc, whr, gates[T - 1], cells[T - 1],
                 d_gates[T - 1], d_r[T - 1], d_c, torch.zeros(1, dtype=torch.int32, device=out.device), T, B, H, R,
                 PEEP=ctx.has_peep, PROJ=ctx.has_proj, BLOCK_B=_padded(B), BLOCK_H=COOPERATIVE_BLOCK,
                 BLOCK_R=COOPERATIVE_BLOCK, BLOCK_K=COOPERATIVE_BLOCK_K, DOT=ctx.dot, num_warps=COOPERATIVE_WARPS)
@@ -187,7 +182,7 @@ class RecurrenceFunction(torch.autograd.Function):
             HP, RP = persistent_tiles(H, R)
             grid = (triton_cdiv(B, PERSISTENT_BLOCK_B),)
             K.lstmp_backward_persistent[grid](
-                d_out[T - 1], d_h_n, d_c_n, c0, w_hh, wc, w_hr if w_hr is not None else dummy,
+                d_out[T - 1], d_h_n, d_c_n, c0, w_hh, wc, whr,
                 gates[T - 1], cells[T - 1], d_gates[T - 1], d_r[T - 1], d_h0, d_c0, T, B,
                 H=H, R=R, HP=HP, RP=RP, PEEP=ctx.has_peep, PROJ=ctx.has_proj,
                 BLOCK_B=PERSISTENT_BLOCK_B, DOT=ctx.dot, num_warps=PERSISTENT_WARPS)
@@ -199,7 +194,7 @@ class RecurrenceFunction(torch.autograd.Function):
             for t in range(T - 1, -1, -1):
                 torch.add(d_out[t], d_r_next, out=d_r[t])  # dL/dr_t (B, R)
                 K.lstmp_backward_step[grid](
-                    d_r[t], w_hr if w_hr is not None else dummy, wc, gates[t], cells[t],
+                    d_r[t], whr, wc, gates[t], cells[t],
                     cells[t - 1] if t > 0 else c0, d_c, d_gates[t], B, H, R,
                     PEEP=ctx.has_peep, PROJ=ctx.has_proj, BLOCK_B=block_b, BLOCK_H=block_h, BLOCK_K=block_k,
                     DOT=ctx.dot, num_warps=STEP_WARPS)

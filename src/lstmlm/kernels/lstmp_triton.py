@@ -137,13 +137,11 @@ def lstmp_forward_persistent(
     wc_ptr,        # (3, H) w_ci, w_cf, w_co (unused without PEEP)
     whr_ptr,       # (R, H) (unused without PROJ)
     out_ptr,       # (T, B, R) r_t
-    hn_ptr,        # (B, R)
-    cn_ptr,        # (B, H)
-    gates_ptr,     # (T, B, 4H) activated i, f, g, o (written when SAVE)
-    cells_ptr,     # (T, B, H) c_t (written when SAVE)
+    gates_ptr,     # (T, B, 4H) activated i, f, g, o
+    cells_ptr,     # (T, B, H) c_t
     T, B,
     H: tl.constexpr, R: tl.constexpr, HP: tl.constexpr, RP: tl.constexpr,
-    PEEP: tl.constexpr, PROJ: tl.constexpr, SAVE: tl.constexpr,
+    PEEP: tl.constexpr, PROJ: tl.constexpr,
     BLOCK_B: tl.constexpr, DOT: tl.constexpr,
 ):
     rows = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)  # (BB,)
@@ -176,15 +174,12 @@ def lstmp_forward_persistent(
         else:
             r = m
         tl.store(out, r, mask=r_mask)
-        if SAVE:
-            _store4(gates, i, f, g, o, h_mask, H)
-            tl.store(cells, c, mask=h_mask)
+        _store4(gates, i, f, g, o, h_mask, H)
+        tl.store(cells, c, mask=h_mask)
         xg += B * 4 * H
         gates += B * 4 * H
         cells += B * H
         out += B * R
-    tl.store(hn_ptr + rows[:, None] * R + rs[None, :], r, mask=r_mask)
-    tl.store(cn_ptr + rows[:, None] * H + hs[None, :], c, mask=h_mask)
 
 
 @triton.jit
