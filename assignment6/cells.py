@@ -1,0 +1,191 @@
+"""The LSTM cells, as `tf.Module`s that own their variables.
+
+Every cell is called as the course's `lstm_cell(i, o, state)` and returns
+`(output, state)`: `i` is the input (batch, input_size), `o` the previous output and
+`state` the previous cell state.
+
+- `CourseCell`: the course's cell, twelve variables `ix, im, ib, fx, ..., ob`, two matmuls
+  per gate ("in this formulation, we omit the various connections between the previous
+  state and the gates").
+- `ConcatCell`: Problem 1's answer, the same cell with the four gates side by side in one
+  variable per side, so a step is one matmul for the input and one for the output. With
+  `peepholes`, `num_proj` and `num_nonrec_proj` it is the cell of Sak, Senior & Beaufays
+  (2014), the course's reading, which the course's code leaves out.
+
+The gates are stored in one declared order, the course's: `GATES`.
+"""
+import itertools
+
+import tensorflow as tf
+
+# The course's order of the four gates, and the letter that starts its variables' names.
+GATES = ('input', 'forget', 'update', 'output')
+GATE_PREFIXES = ('i', 'f', 'c', 'o')
+COURSE_VARIABLES = tuple(p + s for p in GATE_PREFIXES for s in ('x', 'm', 'b'))
+
+
+def seed_stream(seed):
+  """Stateless seeds (seed, 0), (seed, 1), ...: each variable gets its own, in order."""
+  return ((seed, k) for k in itertools.count())
+
+
+def course_init(shape, seed):
+  """The course's `tf.truncated_normal(shape, -0.1, 0.1)`.
+
+  Its second and third arguments are the mean and the standard deviation, so the weights
+  are drawn around -0.1 (not in [-0.1, 0.1]): a quirk of the course, kept on purpose.
+  """
+  return tf.random.stateless_truncated_normal(shape, seed=seed, mean=-0.1, stddev=0.1)
+
+
+class CourseCell(tf.Module):
+  """The course's `lstm_cell`: for each gate g in (i, f, c, o) weights gx (input, H),
+  gm (H, H) and a bias gb (1, H).
+
+      input_gate  = sigmoid(i ix + o im + ib)
+      forget_gate = sigmoid(i fx + o fm + fb)
+      update      = i cx + o cm + cb
+      state       = forget_gate * state + input_gate * tanh(update)
+      output_gate = sigmoid(i ox + o om + ob)
+      output      = output_gate * tanh(state)
+  """
+
+  def __init__(self, input_size, num_nodes, seed=0, name=None):
+    super().__init__(name=name)
+    self.input_size = input_size
+    self.num_nodes = num_nodes
+    self.output_size = num_nodes
+    seeds = seed_stream(seed)
+    for prefix in GATE_PREFIXES:
+      setattr(self, prefix + 'x', tf.Variable(
+          course_init([input_size, num_nodes], next(seeds)), name=prefix + 'x'))
+      setattr(self, prefix + 'm', tf.Variable(
+          course_init([num_nodes, num_nodes], next(seeds)), name=prefix + 'm'))
+      setattr(self, prefix + 'b', tf.Variable(tf.zeros([1, num_nodes]), name=prefix + 'b'))
+
+  def course_variables(self):
+    """The twelve variables by their course names."""
+    return {name: getattr(self, name) for name in COURSE_VARIABLES}
+
+  def __call__(self, i, o, state):
+    """One step: i (B, input_size), o (B, H), state (B, H) -> output (B, H), state (B, H)."""
+    input_gate = tf.sigmoid(tf.matmul(i, self.ix) + tf.matmul(o, self.im) + self.ib)
+    forget_gate = tf.sigmoid(tf.matmul(i, self.fx) + tf.matmul(o, self.fm) + self.fb)
+    update = tf.matmul(i, self.cx) + tf.matmul(o, self.cm) + self.cb
+    state = forget_gate * state + input_gate * tf.tanh(update)
+    output_gate = tf.sigmoid(tf.matmul(i, self.ox) + tf.matmul(o, self.om) + self.ob)
+    return output_gate * tf.tanh(state), state
+
+
+def concatenate_gates(course):
+  """The course's twelve variables (a dict of arrays) -> ConcatCell's three, gate by gate.
+
+  Returns x_weights (input, 4H), m_weights (H, 4H), biases (1, 4H) in `GATES` order.
+  """
+  return tuple(tf.concat([course[p + s] for p in GATE_PREFIXES], axis=1)
+               for s in ('x', 'm', 'b'))
+
+
+def split_gates(concatenated):
+  """The inverse of `concatenate_gates`: (B, 4H) -> four (B, H), in `GATES` order."""
+  return tf.split(concatenated, len(GATES), axis=1)
+
+
+class ConcatCell(tf.Module):
+  """Problem 1's cell: the four gates in one matmul per side; optionally the paper's cell.
+
+  Variables: `x_weights` (input, 4H), `m_weights` (R, 4H), `biases` (1, 4H), the gates
+  side by side in `GATES` order. Two variables rather than one over [input, output]: the
+  input side can then be computed for all unrolled steps in one matmul before the loop
+  (`input_projection`), and R may differ from H (the recurrent projection).
+
+  Sak, Senior & Beaufays (2014), eqs. 1-6 (7-8 for the projections), in their names:
+
+      i_t = sigmoid(W_ix x_t + W_ir r_{t-1} + W_ic * c_{t-1} + b_i)
+      f_t = sigmoid(W_fx x_t + W_fr r_{t-1} + W_fc * c_{t-1} + b_f)
+      c_t = f_t * c_{t-1} + i_t * tanh(W_cx x_t + W_cr r_{t-1} + b_c)
+      o_t = sigmoid(W_ox x_t + W_or r_{t-1} + W_oc * c_t + b_o)
+      m_t = o_t * tanh(c_t)
+      r_t = W_rm m_t        (num_proj; else r_t = m_t)
+      p_t = W_pm m_t        (num_nonrec_proj; joins r_t at the output layer)
+
+  `W_ic, W_fc, W_oc` are diagonal (vectors `w_ic, w_fc, w_oc` of H) with `peepholes`.
+  The cell's output is [r_t, p_t] (B, P + Q): the output layer reads all of it, the next
+  step reads r_t, its first R columns. With no option set this is exactly the course's cell.
+  """
+
+  def __init__(self, input_size, num_nodes, peepholes=False, num_proj=None,
+               num_nonrec_proj=None, seed=0, name=None):
+    super().__init__(name=name)
+    self.input_size = input_size
+    self.num_nodes = num_nodes
+    self.peepholes = peepholes
+    self.num_proj = num_proj or None
+    self.num_nonrec_proj = num_nonrec_proj or None
+    self.recurrent_size = self.num_proj or num_nodes  # R
+    self.output_size = self.recurrent_size + (self.num_nonrec_proj or 0)
+    seeds = seed_stream(seed)
+    gates = len(GATES) * num_nodes
+    self.x_weights = tf.Variable(course_init([input_size, gates], next(seeds)),
+                                 name='x_weights')
+    self.m_weights = tf.Variable(course_init([self.recurrent_size, gates], next(seeds)),
+                                 name='m_weights')
+    self.biases = tf.Variable(tf.zeros([1, gates]), name='biases')
+    if peepholes:
+      self.w_ic = tf.Variable(course_init([num_nodes], next(seeds)), name='w_ic')
+      self.w_fc = tf.Variable(course_init([num_nodes], next(seeds)), name='w_fc')
+      self.w_oc = tf.Variable(course_init([num_nodes], next(seeds)), name='w_oc')
+    if self.num_proj:
+      self.w_rm = tf.Variable(course_init([num_nodes, self.num_proj], next(seeds)),
+                              name='w_rm')
+    if self.num_nonrec_proj:
+      self.w_pm = tf.Variable(course_init([num_nodes, self.num_nonrec_proj], next(seeds)),
+                              name='w_pm')
+
+  def assign_course(self, course):
+    """Set the gate variables from the course's twelve (a dict of arrays or variables)."""
+    for variable, value in zip((self.x_weights, self.m_weights, self.biases),
+                               concatenate_gates(course)):
+      variable.assign(value)
+
+  def input_projection(self, i):
+    """The input side of every gate: i (N, input_size) -> (N, 4H)."""
+    return tf.matmul(i, self.x_weights) + self.biases
+
+  def step(self, x_part, o, state):
+    """One step given the input side: x_part (B, 4H), o (B, P + Q), state (B, H)."""
+    r = o[:, :self.recurrent_size]  # (B, R)
+    z = x_part + tf.matmul(r, self.m_weights)  # (B, 4H)
+    input_gate, forget_gate, update, output_gate = split_gates(z)  # 4 x (B, H)
+    if self.peepholes:
+      input_gate += self.w_ic * state
+      forget_gate += self.w_fc * state
+    state = tf.sigmoid(forget_gate) * state + tf.sigmoid(input_gate) * tf.tanh(update)
+    if self.peepholes:
+      output_gate += self.w_oc * state
+    m = tf.sigmoid(output_gate) * tf.tanh(state)  # (B, H)
+    outputs = [tf.matmul(m, self.w_rm) if self.num_proj else m]  # r_t (B, R)
+    if self.num_nonrec_proj:
+      outputs.append(tf.matmul(m, self.w_pm))  # p_t (B, Q)
+    output = outputs[0] if len(outputs) == 1 else tf.concat(outputs, axis=1)
+    return output, state
+
+  def __call__(self, i, o, state):
+    """One step: i (B, input_size), o (B, P + Q), state (B, H) -> output, state."""
+    return self.step(self.input_projection(i), o, state)
+
+
+CELLS = ('course', 'concat')
+
+
+def make_cell(cell, input_size, num_nodes, peepholes=False, num_proj=None,
+              num_nonrec_proj=None, seed=0):
+  """The cell a script's --cell names; the paper's options need the concatenated cell."""
+  if cell == 'course':
+    if peepholes or num_proj or num_nonrec_proj:
+      raise ValueError('--peepholes, --num_proj and --num_nonrec_proj need --cell=concat')
+    return CourseCell(input_size, num_nodes, seed=seed, name='lstm_cell')
+  if cell == 'concat':
+    return ConcatCell(input_size, num_nodes, peepholes, num_proj, num_nonrec_proj,
+                      seed=seed, name='lstm_cell')
+  raise ValueError('--cell=%s: use one of %s' % (cell, ', '.join(CELLS)))

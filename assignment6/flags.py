@@ -1,0 +1,74 @@
+"""The flags every language-model script shares (`lstm`, `problem1`, `problem2`).
+
+Defined once here, with the course's settings as defaults and a validator for each range;
+a script imports this module and reads `flags.FLAGS`.
+"""
+from absl import flags
+
+from assignment6 import cells
+
+FLAGS = flags.FLAGS
+
+# The course's settings.
+flags.DEFINE_integer('num_steps', 7001, 'Training steps (the course: 7001).', lower_bound=1)
+flags.DEFINE_integer('summary_frequency', 100, 'Steps between log lines; samples every '
+                     'ten of them.', lower_bound=1)
+flags.DEFINE_integer('batch_size', 64, 'Sequences trained side by side.', lower_bound=1)
+flags.DEFINE_integer('num_unrollings', 10, 'Steps the LSTM is unrolled for.',
+                     lower_bound=1)
+flags.DEFINE_integer('num_nodes', 64, 'LSTM cells (the state size).', lower_bound=1)
+flags.DEFINE_float('learning_rate', 10.0, 'SGD learning rate at step 0.')
+flags.DEFINE_integer('decay_steps', 5000, 'Steps between learning-rate decays (staircase).',
+                     lower_bound=1)
+flags.DEFINE_float('decay_rate', 0.1, 'Factor the learning rate is multiplied by every '
+                   'decay_steps steps.')
+flags.DEFINE_float('clip_norm', 1.25, 'Global norm the gradients are clipped to.')
+flags.DEFINE_integer('valid_size', 1000, 'Characters at the start of the text kept for '
+                     'validation (the course: 1000).', lower_bound=1)
+# The corpus, the run and its outputs.
+flags.DEFINE_string('data', None, 'text8.zip, or a plain or .xz text8-format file. '
+                    'Default: ./text8.zip if present, else the embedded sample.')
+flags.DEFINE_bool('strict', False, 'Refuse a text with characters outside a-z and space '
+                  '(the course maps them to spaces).')
+flags.DEFINE_integer('seed', 0, 'Seeds Python, NumPy and TensorFlow (weights, samples, '
+                     'dropout).', lower_bound=0)
+flags.DEFINE_string('log_file', None, 'Also write the log to this file.')
+flags.DEFINE_string('eval_data', None, 'After training, score this whole text8-format '
+                    'file as the validation text is scored (perplexity and bits per '
+                    'character, one line).')
+flags.DEFINE_bool('fast', True, 'One TensorFlow call per log line, per validation pass and '
+                  'per sample block; --nofast calls once per step and per character, as '
+                  'the course does (the same figures, slower).')
+flags.DEFINE_bool('compare', True, 'End with the side-by-side comparison with the course.')
+# The cell (Problem 1 and the paper's cell).
+flags.DEFINE_enum('cell', 'course', cells.CELLS, 'course: the course\'s twelve variables; '
+                  'concat: the four gates in one matmul per side (Problem 1).')
+flags.DEFINE_bool('peepholes', False, 'Peephole connections (Sak et al. 2014); needs '
+                  '--cell=concat.')
+flags.DEFINE_integer('num_proj', 0, 'Recurrent projection size (Sak et al. 2014); 0: none. '
+                     'Needs --cell=concat.', lower_bound=0)
+flags.DEFINE_integer('num_nonrec_proj', 0, 'Non-recurrent projection size (Sak et al. '
+                     '2014); 0: none. Needs --cell=concat.', lower_bound=0)
+# Problem 2.
+flags.DEFINE_integer('embedding_size', 0, 'Embedding width for the inputs; 0: the course\'s '
+                     'one-hot inputs.', lower_bound=0)
+flags.DEFINE_float('keep_prob', 1.0, 'Dropout keep probability on the non-recurrent '
+                   'connections (Zaremba et al. 2014); 1: no dropout.')
+
+
+def _positive(value):
+  return value > 0
+
+
+flags.register_validator('learning_rate', _positive,
+                         '--learning_rate must be greater than 0')
+flags.register_validator('clip_norm', _positive, '--clip_norm must be greater than 0')
+flags.register_validator('decay_rate', lambda value: 0 < value <= 1,
+                         '--decay_rate must be in (0, 1]')
+flags.register_validator('keep_prob', lambda value: 0 < value <= 1,
+                         '--keep_prob must be in (0, 1]')
+flags.register_multi_flags_validator(
+    ['cell', 'peepholes', 'num_proj', 'num_nonrec_proj'],
+    lambda f: f['cell'] == 'concat' or not (f['peepholes'] or f['num_proj'] or
+                                            f['num_nonrec_proj']),
+    '--peepholes, --num_proj and --num_nonrec_proj need --cell=concat')

@@ -1,0 +1,150 @@
+"""The language models: the course's character LSTM, and the same graph for bigrams.
+
+`LanguageModel` owns what the course's graph owns besides the cell: the classifier `w, b`,
+`saved_output, saved_state` (the training state carried from one call to the next) and
+`saved_sample_output, saved_sample_state` (the batch-1 state of sampling and validation).
+Tokens go in as integer ids; the course's one-hot input is `tf.gather` of an identity
+matrix (the same numbers as its one-hot placeholders), an embedding (Problem 2a) replaces
+it with `tf.nn.embedding_lookup`.
+"""
+import tensorflow as tf
+
+from assignment6 import cells
+
+
+def one_hot(ids, depth):
+  """One-hot rows by `tf.gather` over a (depth, depth) identity: ids (...) -> (..., depth)."""
+  return tf.gather(tf.eye(depth), ids)
+
+
+class LanguageModel(tf.Module):
+  """A cell, an input (one-hot or embedding) and the course's classifier and saved states.
+
+  vocabulary_size: 27 characters, or 729 bigrams (Problem 2b).
+  embedding_size: None for the course's one-hot inputs, else the embedding's width.
+  keep_prob: dropout's keep probability on the non-recurrent connections (Problem 2c).
+  """
+
+  def __init__(self, cell, batch_size, vocabulary_size, embedding_size=None,
+               keep_prob=1.0, seed=0, name='model'):
+    super().__init__(name=name)
+    self.cell = cell
+    self.batch_size = batch_size
+    self.vocabulary_size = vocabulary_size
+    self.embedding_size = embedding_size or None
+    self.keep_prob = keep_prob
+    self.seed = seed
+    seeds = cells.seed_stream(seed + 1_000_003)  # apart from the cell's seeds
+    if self.embedding_size:
+      self.embeddings = tf.Variable(tf.random.stateless_uniform(
+          [vocabulary_size, self.embedding_size], next(seeds), -1.0, 1.0),
+          name='embeddings')
+    # Classifier weights and biases.
+    self.w = tf.Variable(cells.course_init([cell.output_size, vocabulary_size],
+                                           next(seeds)), name='w')
+    self.b = tf.Variable(tf.zeros([vocabulary_size]), name='b')
+    # Variables saving state across unrollings.
+    self.saved_output = tf.Variable(tf.zeros([batch_size, cell.output_size]),
+                                    trainable=False, name='saved_output')
+    self.saved_state = tf.Variable(tf.zeros([batch_size, cell.num_nodes]),
+                                   trainable=False, name='saved_state')
+    # Sampling and validation eval: batch 1, no unrolling.
+    self.saved_sample_output = tf.Variable(tf.zeros([1, cell.output_size]),
+                                           trainable=False, name='saved_sample_output')
+    self.saved_sample_state = tf.Variable(tf.zeros([1, cell.num_nodes]),
+                                          trainable=False, name='saved_sample_state')
+
+  @property
+  def input_size(self):
+    return self.embedding_size or self.vocabulary_size
+
+  def inputs(self, ids):
+    """The cell's inputs for token ids: (...) -> (..., input_size)."""
+    if self.embedding_size:
+      return tf.nn.embedding_lookup(self.embeddings, ids)
+    return one_hot(ids, self.vocabulary_size)
+
+  def dropout(self, x, seed):
+    """Dropout with keep probability `keep_prob`, stateless: the same seed, the same mask."""
+    if self.keep_prob >= 1.0:
+      return x
+    return tf.nn.experimental.stateless_dropout(x, rate=1.0 - self.keep_prob, seed=seed)
+
+  def unroll(self, ids, output, state, dropout_seed=None):
+    """The unrolled LSTM loop: ids (T, B) from (output, state) -> T outputs (B, P + Q).
+
+    With `dropout_seed` (training), dropout applies to each step's input and output
+    (Zaremba et al. 2014: non-recurrent connections only); the state and the output fed
+    to the next step are never dropped.
+    """
+    inputs = self.inputs(ids)  # (T, B, input_size)
+    outputs = []
+    for t in range(ids.shape[0]):  # a Python loop: unrolled as the course's, traced once
+      i = inputs[t]
+      if dropout_seed is not None:
+        i = self.dropout(i, tf.random.experimental.stateless_fold_in(dropout_seed, 2 * t))
+      output, state = self.cell(i, output, state)
+      outputs.append(output if dropout_seed is None else self.dropout(
+          output, tf.random.experimental.stateless_fold_in(dropout_seed, 2 * t + 1)))
+    return outputs, output, state
+
+  def logits(self, outputs):
+    """The classifier on the concatenated outputs: T x (B, P + Q) -> (T * B, V)."""
+    return tf.matmul(tf.concat(outputs, 0), self.w) + self.b
+
+  def reset_sample_state(self):
+    self.saved_sample_output.assign(tf.zeros_like(self.saved_sample_output))
+    self.saved_sample_state.assign(tf.zeros_like(self.saved_sample_state))
+
+  @tf.function
+  def sample_prediction(self, sample_input):
+    """The course's `sample_prediction`: one step of the batch-1 cell from its saved state.
+
+    sample_input: ids (1,). Returns probabilities (1, V); saves the new state.
+    """
+    output, state = self.cell(self.inputs(sample_input), self.saved_sample_output,
+                              self.saved_sample_state)
+    self.saved_sample_output.assign(output)
+    self.saved_sample_state.assign(state)
+    return tf.nn.softmax(tf.matmul(output, self.w) + self.b)
+
+  def zero_state(self, batch):
+    return (tf.zeros([batch, self.cell.output_size]),
+            tf.zeros([batch, self.cell.num_nodes]))
+
+  @tf.function
+  def sequence_logprob(self, ids):
+    """Validation in one call: the summed nats of ids[1:] given ids[:-1], from a zero state.
+
+    ids (N + 1,) int32. Equals `reset_sample_state` then N calls of `sample_prediction`
+    scored by the course's `logprob` (probabilities clamped at 1e-10, summed in float64).
+    """
+    output, state = self.zero_state(1)
+    total = tf.constant(0.0, tf.float64)
+    for t in tf.range(tf.shape(ids)[0] - 1):
+      output, state = self.cell(self.inputs(tf.reshape(ids[t], [1])), output, state)
+      probabilities = tf.nn.softmax(tf.matmul(output, self.w) + self.b)  # (1, V)
+      p = tf.maximum(tf.cast(probabilities[0, ids[t + 1]], tf.float64), 1e-10)
+      total -= tf.math.log(p)
+    return total
+
+  @tf.function
+  def sample_sequences(self, first_ids, uniforms):
+    """Sampling in one call: S sequences, each from a zero state, drawn by inverse CDF.
+
+    first_ids (S,) int32, uniforms (S, L - 1) float64: the `random.uniform` draws that the
+    course's `sample_distribution` would make, in order. Returns ids (S, L).
+    """
+    count = tf.shape(first_ids)[0]
+    output, state = self.zero_state(count)
+    feed = first_ids
+    sampled = tf.TensorArray(tf.int32, size=tf.shape(uniforms)[1] + 1)
+    sampled = sampled.write(0, feed)
+    for t in tf.range(tf.shape(uniforms)[1]):
+      output, state = self.cell(self.inputs(feed), output, state)
+      probabilities = tf.nn.softmax(tf.matmul(output, self.w) + self.b)  # (S, V)
+      cumulative = tf.cumsum(tf.cast(probabilities, tf.float64), axis=1)  # (S, V)
+      below = tf.cast(cumulative < uniforms[:, t:t + 1], tf.int32)
+      feed = tf.minimum(tf.reduce_sum(below, axis=1), self.vocabulary_size - 1)  # (S,)
+      sampled = sampled.write(t + 1, feed)
+    return tf.transpose(sampled.stack())
