@@ -1,0 +1,282 @@
+"""Tests of Problem 3, the word mirror: the target, the batches, the model against a float64
+NumPy reference, the decoders, training, the script and the notebook (tiny models, fast)."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from assignment6 import data
+from assignment6 import mirror
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PYTHON = sys.executable
+TEXT = ('the quick brown fox jumps over the lazy dog a an i of in at on by to so '
+        'anarchism originated as a term of abuse first used against early working class '
+        'radicals including the diggers of the english revolution ') * 40
+
+
+# ---------------------------------------------------------------------------- the task
+
+@pytest.mark.parametrize('source, target', [
+    ('the quick brown fox', 'eht kciuq nworb xof'),
+    ('a i a', 'a i a'),  # one-letter words are their own mirror
+    ('a', 'a'),
+    ('ab  cd', 'ba  dc'),  # repeated spaces stay where they are
+    (' ab ', ' ba '),
+    ('x' * 30 + 'y quick', 'y' + 'x' * 30 + ' kciuq'),  # longer than any text8 word
+    ('antidisestablishmentarianism', 'msinairatnemhsilbatsesiditna'),
+])
+def test_mirror_edge_cases(source, target):
+  assert mirror.mirror(source) == target
+  assert mirror.mirror(target) == source
+  assert len(mirror.mirror(source)) == len(source)
+
+
+def test_check_text_names_the_flag_and_the_character():
+  mirror.check_text('the quick brown fox')
+  with pytest.raises(data.DataError, match=r"--mirror: 'T' at position 0"):
+    mirror.check_text('The fox')
+  with pytest.raises(data.DataError, match='no words'):
+    mirror.check_text('   ')
+
+
+def test_make_batch_reverses_pads_and_masks():
+  batch = mirror.make_batch(['ab c', 'xyz'], source_length=6)
+  assert batch['source'].shape == (2, 6) and batch['targets'].shape == (2, 7)
+  assert data.ids_to_text(batch['source'][0, :4]) == 'c ba'  # 'ab c' read backwards
+  np.testing.assert_array_equal(batch['source_mask'][1], [1, 1, 1, 0, 0, 0])
+  assert batch['decoder_inputs'][0, 0] == mirror.GO
+  assert data.ids_to_text(batch['decoder_inputs'][0, 1:5]) == 'ba c'
+  assert data.ids_to_text(batch['targets'][0, :4]) == 'ba c'
+  assert batch['targets'][0, 4] == mirror.EOS
+  np.testing.assert_array_equal(batch['target_mask'][1], [1, 1, 1, 1, 0, 0, 0])
+  forward = mirror.make_batch(['ab c'], reverse_source=False)
+  assert data.ids_to_text(forward['source'][0]) == 'ab c'
+
+
+def test_splits_are_disjoint_consecutive_parts():
+  words = ' '.join('w%d' % k for k in range(1000)).translate(
+      str.maketrans('0123456789', 'abcdefghij'))
+  train, valid, test = mirror.split_words(words)
+  assert (len(train), len(valid), len(test)) == (900, 50, 50)
+  assert not set(train) & set(valid) and not set(valid) & set(test)
+  sentences = mirror.test_sentences(test, max_words=3, count=5)
+  assert all(len(s.split()) == n for n in sentences for s in sentences[n])
+  assert all(w in test for s in sentences[3] for w in s.split())
+
+
+# ---------------------------------------------------------------------------- the model
+
+def sigmoid(x):
+  return 1.0 / (1.0 + np.exp(-x))
+
+
+def reference_decoder_step(model, previous_ids, o, state, attentional, memory, mask):
+  """One decoder step in float64 NumPy: the LSTM in GATES order, then Luong attention."""
+  f64 = lambda v: np.asarray(v, np.float64)
+  x = np.eye(mirror.VOCABULARY_SIZE)[previous_ids]
+  if model.attention:
+    x = np.concatenate([x, attentional], axis=1)
+  cell = model.decoder
+  z = x @ f64(cell.x_weights) + o @ f64(cell.m_weights) + f64(cell.biases)
+  i, f, u, g = np.split(z, 4, axis=1)
+  state = sigmoid(f) * state + sigmoid(i) * np.tanh(u)
+  h = sigmoid(g) * np.tanh(state)
+  top, alignment = h, None
+  if model.attention:
+    keys = memory @ f64(model.attention_weights)
+    scores = np.einsum('bh,bsh->bs', h, keys)
+    scores = np.where(mask > 0, scores, -np.inf)
+    alignment = np.exp(scores - scores.max(axis=1, keepdims=True))
+    alignment /= alignment.sum(axis=1, keepdims=True)
+    context = np.einsum('bs,bsh->bh', alignment, memory)
+    attentional = np.tanh(np.concatenate([context, h], 1) @ f64(model.attentional_weights))
+    top = attentional
+  logits = top @ f64(model.w) + f64(model.b)
+  log_probs = logits - logits.max(axis=1, keepdims=True)
+  log_probs -= np.log(np.exp(log_probs).sum(axis=1, keepdims=True))
+  return log_probs, h, state, attentional, alignment
+
+
+@pytest.mark.parametrize('attention', [False, True])
+@pytest.mark.parametrize('compiled', [False, True])
+def test_decoder_step_matches_numpy_float64(attention, compiled):
+  model = mirror.Mirror(num_nodes=8, attention=attention, seed=3)
+  rng = np.random.default_rng(0)
+  batch, length, nodes = 3, 5, 8
+  previous = np.array([mirror.GO, 5, 0], np.int32)
+  o, state, attentional = (rng.uniform(-1, 1, (batch, nodes)) for _ in range(3))
+  memory = rng.uniform(-1, 1, (batch, length, nodes))
+  mask = np.ones((batch, length))
+  mask[1, 3:] = 0
+  memory *= mask[:, :, None]
+  keys = tf.einsum('bsh,hk->bsk', tf.constant(memory, tf.float32),
+                   model.attention_weights) if attention else tf.zeros_like(memory)
+  step = model.decode_step if compiled else model._decode_step
+  got = step(tf.constant(previous), *[tf.constant(v, tf.float32) for v in (
+      o, state, attentional, memory)], tf.cast(keys, tf.float32),
+             tf.constant(mask, tf.float32))
+  want = reference_decoder_step(model, previous, o, state, attentional, memory, mask)
+  for g, w in zip(got[:4], want[:4]):
+    np.testing.assert_allclose(g.numpy(), w, rtol=1e-5, atol=1e-5)
+  if attention:
+    np.testing.assert_allclose(got[4].numpy(), want[4], rtol=1e-5, atol=1e-6)
+    assert np.all(got[4].numpy()[1, 3:] == 0)  # padded characters get no attention
+
+
+@pytest.mark.parametrize('attention', [False, True])
+def test_encoder_and_decoder_shapes(attention):
+  model = mirror.Mirror(num_nodes=6, attention=attention)
+  batch = mirror.to_tensors(mirror.make_batch(['ab c', 'xyz', 'q'], source_length=7))
+  memory, keys, o, state = model.encode(batch['source'], batch['source_mask'])
+  assert memory.shape == (3, 7, 6) and o.shape == (3, 6) and state.shape == (3, 6)
+  assert (keys is not None) == attention
+  assert np.all(memory.numpy()[2, 1:] == 0)  # padded steps give no output
+  logits, o, state, attentional, alignment = model.decoder_cell(
+      batch['decoder_inputs'][:, 0], o, state, model.initial_attentional(o), memory, keys,
+      batch['source_mask'])
+  assert logits.shape == (3, mirror.VOCABULARY_SIZE) and attentional.shape == (3, 6)
+  assert (alignment.shape == (3, 7)) if attention else alignment is None
+  assert model.loss(batch).shape == ()
+
+
+def test_padding_does_not_change_the_encoding():
+  model = mirror.Mirror(num_nodes=6, attention=True, seed=2)
+  alone = mirror.to_tensors(mirror.make_batch(['ab c']))
+  padded = mirror.to_tensors(mirror.make_batch(['ab c', 'a long sentence'], 20))
+  memory, _, o, state = model.encode(alone['source'], alone['source_mask'])
+  memory_p, _, o_p, state_p = model.encode(padded['source'], padded['source_mask'])
+  np.testing.assert_allclose(o_p[0], o[0], atol=1e-6)
+  np.testing.assert_allclose(state_p[0], state[0], atol=1e-6)
+  np.testing.assert_allclose(memory_p[0, :4], memory[0], atol=1e-6)
+
+
+@pytest.mark.parametrize('attention', [False, True])
+def test_beam_width_one_is_greedy(attention):
+  model = mirror.Mirror(num_nodes=8, attention=attention, seed=5)
+  sentences = ['the quick', 'a', 'brown fox jumps']
+  assert mirror.beam_search(model, sentences, beam_width=1) == mirror.greedy_decode(
+      model, sentences)
+
+
+def test_wider_beams_never_score_worse():
+  """The beam's output has at least the greedy output's log-probability."""
+  model = mirror.Mirror(num_nodes=8, attention=True, seed=7)
+  trainer = mirror.Trainer(model, learning_rate=0.01)
+  batch = mirror.to_tensors(mirror.make_batch(['ab ba', 'abc'], 6))
+  for _ in range(10):
+    trainer.train_step(batch)
+
+  def score(sentence, output):
+    encoded = mirror.make_batch([sentence])
+    target = np.concatenate([data.text_to_ids(output)[0], [mirror.EOS]]).astype(np.int32)
+    memory, keys, o, state, mask = mirror.encode_sentences(model, [sentence])
+    attentional, previous, total = model.initial_attentional(o), mirror.GO, 0.0
+    for symbol in target:
+      log_probs, o, state, attentional, _ = model.decode_step(
+          tf.constant([previous], tf.int32), o, state, attentional, memory, keys, mask)
+      total += float(log_probs[0, symbol])
+      previous = symbol
+    del encoded
+    return total
+
+  for sentence in ['ab ba', 'abc']:
+    greedy = mirror.greedy_decode(model, [sentence])[0]
+    beam = mirror.beam_search(model, [sentence], beam_width=4)[0]
+    assert score(sentence, beam) >= score(sentence, greedy) - 1e-4
+
+
+def test_short_training_lowers_the_loss():
+  model = mirror.Mirror(num_nodes=16, attention=True, seed=1)
+  trainer = mirror.Trainer(model, learning_rate=0.01)
+  rng = np.random.default_rng(0)
+  words = TEXT.split()
+  batch = mirror.to_tensors(mirror.training_batch(words, 16, 2, rng))
+  first = float(model.loss(batch))
+  for _ in range(40):
+    trainer.train_step(batch)
+  assert float(model.loss(batch)) < 0.8 * first
+
+
+def test_accuracy_by_length_counts_sentences_and_words(monkeypatch):
+  outputs = {'ab cd': 'ba dc', 'ef gh': 'fe xx'}
+  monkeypatch.setattr(mirror, 'decode', lambda model, s, beam_width: [outputs[x] for x in s])
+  table = mirror.accuracy_by_length(None, {2: ['ab cd', 'ef gh']})
+  assert table == {2: (0.5, 0.75)}
+
+
+# ---------------------------------------------------------------------------- the script
+
+def run_script(*args, cwd=None):
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='3')
+  return subprocess.run([PYTHON, '-m', 'assignment6.problem3'] + list(args),
+                        capture_output=True, text=True, cwd=cwd or ROOT, env=env,
+                        timeout=120)
+
+
+@pytest.fixture(scope='module')
+def trained(tmp_path_factory):
+  """A tiny model trained by the script: its checkpoint directory and corpus."""
+  directory = tmp_path_factory.mktemp('problem3')
+  corpus = directory / 'corpus.txt'
+  corpus.write_text(TEXT)
+  result = run_script('--data=%s' % corpus, '--num_steps=3', '--num_nodes=8',
+                      '--batch_size=4', '--max_words=2', '--curriculum=',
+                      '--summary_frequency=2', '--test_sentences=3', '--valid_sentences=2',
+                      '--beam_width=2', '--checkpoint_dir=%s' % (directory / 'ckpt'))
+  assert result.returncode == 0, result.stderr
+  return directory / 'ckpt', result.stdout
+
+
+def test_script_logs_like_the_course_and_saves(trained):
+  checkpoint_dir, stdout = trained
+  assert 'Average loss at step 0:' in stdout and 'Average loss at step 2:' in stdout
+  assert 'Validation sentence accuracy:' in stdout
+  assert 'the quick brown fox -> ' in stdout
+  assert '| 2 |' in stdout and 'exact (beam 2)' in stdout
+  assert tf.train.latest_checkpoint(str(checkpoint_dir))
+
+
+def test_mirror_flag_uses_the_saved_model(trained):
+  checkpoint_dir, _ = trained
+  result = run_script('--mirror=the  quick brown', '--checkpoint_dir=%s' % checkpoint_dir,
+                      '--beam_width=1')
+  assert result.returncode == 0, result.stderr
+  model, max_words = mirror.load_model(str(checkpoint_dir))
+  assert max_words == 2 and model.num_nodes == 8 and model.attention
+  assert result.stdout == mirror.mirror_text(model, 'the quick brown', 2) + '\n'
+
+
+@pytest.mark.parametrize('args, message', [
+    (['--mirror=The fox'], "--mirror: 'T' at position 0 is not in text8's alphabet"),
+    (['--mirror=fox', '--checkpoint_dir=/nonexistent/p3'], 'no checkpoint there'),
+    (['--num_steps=0'], '--num_steps'),
+])
+def test_user_errors_are_one_line(args, message):
+  result = run_script(*args)
+  assert result.returncode != 0
+  assert 'Traceback' not in result.stderr
+  assert message in result.stderr
+  if '--mirror=The fox' in args or '--checkpoint_dir=/nonexistent/p3' in args:
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+# ---------------------------------------------------------------------------- notebook
+
+def test_notebook_runs_headless_with_few_steps():
+  nbformat = pytest.importorskip('nbformat')
+  nbclient = pytest.importorskip('nbclient')
+  path = os.path.join(ROOT, 'notebooks', 'problem3.ipynb')
+  notebook = nbformat.read(path, as_version=4)
+  os.environ['ASSIGNMENT6_NOTEBOOK_STEPS'] = '2'
+  try:
+    nbclient.NotebookClient(notebook, timeout=120, kernel_name='python3',
+                            resources={'metadata': {'path': os.path.dirname(path)}}).execute()
+  finally:
+    del os.environ['ASSIGNMENT6_NOTEBOOK_STEPS']
+  errors = [output for cell in notebook.cells if cell.cell_type == 'code'
+            for output in cell.get('outputs', []) if output.get('output_type') == 'error']
+  assert not errors
