@@ -252,9 +252,11 @@ def logprob(predictions, labels):
   """Log-probability (nats) of the true labels in a predicted batch, per row (the course's).
 
   The course clamps `predictions` below 1e-10 in place; this returns the same number and
-  leaves the caller's array alone.
+  leaves the caller's array alone. The course's labels were float64 (`np.float`); the sum
+  is taken in float64 here too, whatever the labels' type.
   """
   predictions = np.maximum(predictions, 1e-10)
+  labels = np.asarray(labels, dtype=np.float64)
   return np.sum(np.multiply(labels, -np.log(predictions))) / labels.shape[0]
 
 

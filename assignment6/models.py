@@ -90,7 +90,7 @@ class LanguageModel(tf.Module):
 
   def logits(self, outputs):
     """The classifier on the concatenated outputs: T x (B, P + Q) -> (T * B, V)."""
-    return tf.matmul(tf.concat(outputs, 0), self.w) + self.b
+    return tf.nn.bias_add(tf.matmul(tf.concat(outputs, 0), self.w), self.b)  # xw_plus_b
 
   def reset_sample_state(self):
     self.saved_sample_output.assign(tf.zeros_like(self.saved_sample_output))

@@ -1,0 +1,23 @@
+"""Shared test data: small texts the tests make themselves, and the repository's paths."""
+import os
+import random
+
+import pytest
+
+import assignment6  # noqa: F401  (quiets TensorFlow's start-up before any test imports it)
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+WORDS = ('the quick brown fox jumps over a lazy dog anarchism originated as term of abuse '
+         'first used against early working class radicals including diggers english '
+         'revolution and sans culottes french').split()
+
+
+def made_up_text(num_words=2000, seed=0):
+  """Words of a fixed list in a seeded random order, joined by spaces."""
+  rng = random.Random(seed)
+  return ' '.join(rng.choice(WORDS) for _ in range(num_words))
+
+
+@pytest.fixture
+def text():
+  return made_up_text()

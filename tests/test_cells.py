@@ -1,0 +1,177 @@
+"""The cells against a float64 NumPy reference of their equations, forward and gradients.
+
+The reference (`numpy_cell`) is Sak, Senior & Beaufays (2014), eqs. 1-8, written here apart
+from the package; its gradients are central differences in float64. Every cell is run
+eagerly and under `tf.function`.
+"""
+import itertools
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from assignment6 import cells
+
+B, INPUT, H = 3, 5, 4
+
+
+def sigmoid(x):
+  return 1 / (1 + np.exp(-x))
+
+
+def numpy_cell(p, x, o, c, peepholes, num_proj, num_nonrec_proj):
+  """One step of the paper's cell in float64, from named parameters (gate order i f c o)."""
+  r = o[:, :num_proj or H]
+  z = x @ p['x_weights'] + r @ p['m_weights'] + p['biases']
+  zi, zf, zc, zo = np.split(z, 4, axis=1)
+  if peepholes:
+    zi = zi + p['w_ic'] * c
+    zf = zf + p['w_fc'] * c
+  c_new = sigmoid(zf) * c + sigmoid(zi) * np.tanh(zc)
+  if peepholes:
+    zo = zo + p['w_oc'] * c_new
+  m = sigmoid(zo) * np.tanh(c_new)
+  outputs = [m @ p['w_rm'] if num_proj else m]
+  if num_nonrec_proj:
+    outputs.append(m @ p['w_pm'])
+  return np.concatenate(outputs, axis=1), c_new
+
+
+def random_inputs(cell, seed=0):
+  rng = np.random.default_rng(seed)
+  x = rng.normal(size=(B, INPUT))
+  o = rng.normal(size=(B, cell.output_size))
+  c = rng.normal(size=(B, H))
+  return x, o, c
+
+
+def randomize(cell, seed=1):
+  """Random values in every variable (biases and peepholes too), so each is exercised."""
+  rng = np.random.default_rng(seed)
+  for v in cell.trainable_variables:
+    v.assign(rng.normal(0, 0.5, size=v.shape).astype(np.float32))
+
+
+def loss_weights(cell, seed=2):
+  rng = np.random.default_rng(seed)
+  return rng.normal(size=(B, cell.output_size)), rng.normal(size=(B, H))
+
+
+def tf_loss_and_gradients(cell, x, o, c, ro, rc, compiled):
+  x, o, c = (tf.constant(a, tf.float32) for a in (x, o, c))
+
+  def run():
+    with tf.GradientTape() as tape:
+      tape.watch([x, o, c])
+      output, state = cell(x, o, c)
+      loss = tf.reduce_sum(output * ro) + tf.reduce_sum(state * rc)
+    grads = tape.gradient(loss, [x, o, c] + list(cell.trainable_variables))
+    return output, state, grads
+
+  if compiled:
+    run = tf.function(run)
+  output, state, grads = run()
+  names = ['x', 'o', 'c'] + [v.name.split(':')[0].split('/')[-1]
+                             for v in cell.trainable_variables]
+  return output.numpy(), state.numpy(), {n: g.numpy() for n, g in zip(names, grads)}
+
+
+def numpy_gradients(params, x, o, c, ro, rc, options, eps=1e-6):
+  """Central differences of the float64 reference's loss in every input and parameter."""
+  values = dict(params, x=x, o=o, c=c)
+
+  def loss():
+    output, state = numpy_cell(values, values['x'], values['o'], values['c'], *options)
+    return np.sum(output * ro) + np.sum(state * rc)
+
+  gradients = {}
+  for name, value in values.items():
+    value = value.copy()
+    values[name] = value
+    gradient = np.zeros_like(value)
+    for index in np.ndindex(value.shape):
+      kept = value[index]
+      value[index] = kept + eps
+      up = loss()
+      value[index] = kept - eps
+      down = loss()
+      value[index] = kept
+      gradient[index] = (up - down) / (2 * eps)
+    gradients[name] = gradient
+  return gradients
+
+
+OPTIONS = list(itertools.product([False, True], [None, 3], [None, 2]))
+
+
+@pytest.mark.parametrize('compiled', [False, True], ids=['eager', 'tf.function'])
+@pytest.mark.parametrize('options', OPTIONS, ids=lambda o: 'peep%s-proj%s-nonrec%s' % o)
+def test_concat_cell_equals_the_papers_equations(options, compiled):
+  cell = cells.ConcatCell(INPUT, H, *options, seed=3)
+  randomize(cell)
+  x, o, c = random_inputs(cell)
+  ro, rc = loss_weights(cell)
+  params = {v.name.split(':')[0].split('/')[-1]: v.numpy().astype(np.float64)
+            for v in cell.trainable_variables}
+  output, state = numpy_cell(params, x, o, c, *options)
+  tf_output, tf_state, tf_grads = tf_loss_and_gradients(cell, x, o, c, ro, rc, compiled)
+  np.testing.assert_allclose(tf_output, output, rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(tf_state, state, rtol=1e-5, atol=1e-6)
+  grads = numpy_gradients(params, x, o, c, ro, rc, options)
+  assert set(grads) == set(tf_grads)
+  for name, gradient in grads.items():
+    np.testing.assert_allclose(tf_grads[name], gradient, rtol=1e-4, atol=1e-5,
+                               err_msg=name)
+
+
+def course_as_paper(course_cell):
+  """The course's twelve variables as the reference's named parameters."""
+  values = {k: v.numpy().astype(np.float64) for k, v in
+            course_cell.course_variables().items()}
+  return {name: part.numpy().astype(np.float64) for name, part in
+          zip(('x_weights', 'm_weights', 'biases'), cells.concatenate_gates(values))}
+
+
+@pytest.mark.parametrize('compiled', [False, True], ids=['eager', 'tf.function'])
+def test_course_cell_equals_the_reference_and_the_concat_cell(compiled):
+  course_cell = cells.CourseCell(INPUT, H, seed=4)
+  randomize(course_cell)
+  concat_cell = cells.ConcatCell(INPUT, H, seed=5)
+  concat_cell.assign_course(course_cell.course_variables())
+  x, o, c = random_inputs(course_cell)
+  ro, rc = loss_weights(course_cell)
+  params = course_as_paper(course_cell)
+  options = (False, None, None)
+  output, state = numpy_cell(params, x, o, c, *options)
+  grads = numpy_gradients(params, x, o, c, ro, rc, options)
+  course_out = tf_loss_and_gradients(course_cell, x, o, c, ro, rc, compiled)
+  concat_out = tf_loss_and_gradients(concat_cell, x, o, c, ro, rc, compiled)
+  for tf_output, tf_state, tf_grads in (course_out, concat_out):
+    np.testing.assert_allclose(tf_output, output, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(tf_state, state, rtol=1e-5, atol=1e-6)
+    for name in ('x', 'o', 'c'):
+      np.testing.assert_allclose(tf_grads[name], grads[name], rtol=1e-4, atol=1e-5)
+  # The course's twelve gradients, concatenated, are the concat cell's three.
+  course_grads = {n: course_out[2][n] for n in cells.COURSE_VARIABLES}
+  for name, part in zip(('x_weights', 'm_weights', 'biases'),
+                        cells.concatenate_gates(course_grads)):
+    np.testing.assert_allclose(part.numpy(), grads[name], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(concat_out[2][name], part.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_course_init_is_the_courses_quirk():
+  cell = cells.CourseCell(27, 64, seed=0)
+  weights = cell.ix.numpy()
+  assert abs(weights.mean() + 0.1) < 0.01  # mean -0.1, not 0
+  assert weights.min() >= -0.3 - 1e-6 and weights.max() <= 0.1 + 1e-6  # truncated at 2 sd
+  assert not cell.ib.numpy().any()
+  again = cells.CourseCell(27, 64, seed=0)
+  np.testing.assert_array_equal(again.im.numpy(), cell.im.numpy())
+  assert not np.array_equal(cells.CourseCell(27, 64, seed=1).im.numpy(), cell.im.numpy())
+
+
+def test_make_cell_refuses_paper_options_on_the_course_cell():
+  with pytest.raises(ValueError, match='--cell=concat'):
+    cells.make_cell('course', 27, 8, peepholes=True)
+  with pytest.raises(ValueError, match='--cell=lstm'):
+    cells.make_cell('lstm', 27, 8)
