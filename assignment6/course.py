@@ -123,14 +123,17 @@ def compare(ours, theirs=None, names=('this run', 'course'), every=1000):
 def verdict(ours, theirs, against_course, names):
   """One line: is `ours` as close to `theirs` as runs of the course's code are?"""
   tolerance = TOLERANCE_AGAINST_COURSE if against_course else TOLERANCE_SAME_CORPUS
-  difference, count = _mean_abs_difference(ours, theirs, VERDICT_FROM_STEP)
+  steps = {r['step'] for r in theirs}
+  from_step = VERDICT_FROM_STEP  # early figures move fast; a short run uses all it has
+  if not any(r['step'] >= from_step and r['step'] in steps for r in ours):
+    from_step = 0
+  difference, count = _mean_abs_difference(ours, theirs, from_step)
   if difference is None:
-    return ('Verdict: no common validation figures from step %d on; nothing to compare.'
-            % VERDICT_FROM_STEP)
+    return 'Verdict: no common validation figures; nothing to compare.'
   kind = ('the course\'s own code lands from its recorded run with other seeds on '
           'another text8-like corpus' if against_course else
           'runs of the same settings spread over seeds')
   outcome = 'consistent' if difference <= tolerance else 'NOT consistent'
   return ('Verdict: %s with %s: validation perplexity differs by %.3f on average over %d '
           'common steps from %d; tolerance %.2f (how far %s).'
-          % (outcome, names[1], difference, count, VERDICT_FROM_STEP, tolerance, kind))
+          % (outcome, names[1], difference, count, from_step, tolerance, kind))
