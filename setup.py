@@ -8,7 +8,7 @@ setuptools.setup(
                  "Assignment 6 (6_lstm.ipynb): character LSTMs on text8."),
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
-    license="Apache-2.0 (code); CC BY-SA 3.0 (the embedded Wikipedia text sample)",
+    license="MIT (code); CC BY-SA 3.0 (the embedded Wikipedia text sample)",
     python_requires=">=3.9",
     packages=["assignment6"],
     package_data={"assignment6": ["data/*.zip", "data/*.json"]},

@@ -234,6 +234,37 @@ class BatchGenerator(object):
     self._last_ids = np.asarray(last_ids, dtype=np.int32).copy()
 
 
+def bigram_ids(ids, stride=2):
+  """Character ids (n,) -> bigram ids `27 * first + second` (m,) int32.
+
+  stride 2: pairs that do not overlap (characters 0-1, 2-3, ...), so a model predicting the
+  next pair predicts every character once; stride 1: overlapping pairs (0-1, 1-2, ...).
+  """
+  starts = np.arange(0, len(ids) - 1, stride)
+  return ids[starts].astype(np.int32) * vocabulary_size + ids[starts + 1]
+
+
+def bigram_text(ids, stride=2):
+  """The characters of a sequence of bigram ids cut with `stride`."""
+  pairs = [id2char(int(i) // vocabulary_size) + id2char(int(i) % vocabulary_size)
+           for i in np.ravel(ids)]
+  if stride == 1:
+    return pairs[0][:1] + ''.join(pair[1] for pair in pairs) if pairs else ''
+  return ''.join(pairs)
+
+
+class BigramBatchGenerator(BatchGenerator):
+  """The course's generator over bigrams (Problem 2b): `next()` gives bigram ids
+  (num_unrollings + 1, batch_size), the last row of one call first in the next."""
+
+  def __init__(self, text, batch_size, num_unrollings, stride=2):
+    ids = text if isinstance(text, np.ndarray) else text_to_ids(text)[0]
+    super().__init__(bigram_ids(ids, stride), batch_size, num_unrollings)
+
+  def next(self):
+    return self.next_ids()
+
+
 def characters(probabilities):
   """Turn a 1-hot encoding or a probability distribution over the possible characters back
   into its (most likely) character representation (the course's)."""

@@ -23,11 +23,13 @@ class LanguageModel(tf.Module):
   vocabulary_size: 27 characters, or 729 bigrams (Problem 2b).
   embedding_size: None for the course's one-hot inputs, else the embedding's width.
   keep_prob: dropout's keep probability on the non-recurrent connections (Problem 2c).
+  stride: characters a token advances (1 for characters; 2 or 1 for bigrams).
   """
 
   def __init__(self, cell, batch_size, vocabulary_size, embedding_size=None,
-               keep_prob=1.0, seed=0, name='model'):
+               keep_prob=1.0, seed=0, stride=1, name='model'):
     super().__init__(name=name)
+    self.stride = stride
     self.cell = cell
     self.batch_size = batch_size
     self.vocabulary_size = vocabulary_size

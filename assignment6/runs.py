@@ -89,7 +89,7 @@ def check_sizes(text, settings):
          % (settings.batch_size, settings.num_unrollings, train_size, needed))
 
 
-def build_model(settings, vocabulary_size=data.vocabulary_size):
+def build_model(settings, vocabulary_size=data.vocabulary_size, stride=1):
   """The cell and model the flags describe."""
   try:
     input_size = settings.embedding_size or vocabulary_size
@@ -100,15 +100,21 @@ def build_model(settings, vocabulary_size=data.vocabulary_size):
     fail(str(error))
   return models.LanguageModel(cell, settings.batch_size, vocabulary_size,
                               settings.embedding_size, settings.keep_prob,
-                              seed=settings.seed)
+                              seed=settings.seed, stride=stride)
 
 
 def parameter_count(model):
   return int(sum(np.prod(v.shape) for v in model.trainable_variables))
 
 
-def run_language_model(settings, title):
-  """The course's training run with the settings (absl FLAGS or any object with them)."""
+def run_language_model(settings, title, variant='character', bigram_stride=2):
+  """The course's training run with the settings (absl FLAGS or any object with them).
+
+  variant: 'character' (the course's tokens) or 'bigram' (Problem 2b: 729 pairs of
+  characters cut with `bigram_stride`, through an embedding).
+  """
+  if variant == 'bigram' and not settings.embedding_size:
+    fail('--variant=bigram: 729 bigrams go in through an embedding; give --embedding_size')
   log = Log(settings.log_file)
   try:
     text = data.load_corpus(settings.data, settings.strict, log)
@@ -121,8 +127,16 @@ def run_language_model(settings, title):
   log(title)
   train_batches, _ = print_data_checks(text, settings.valid_size, settings.batch_size,
                                        settings.num_unrollings, log)
-  valid_batches = training.validation_batches(text[:settings.valid_size])
-  model = build_model(settings)
+  valid_text = text[:settings.valid_size]
+  if variant == 'bigram':
+    train_batches = data.BigramBatchGenerator(text[settings.valid_size:],
+                                              settings.batch_size, settings.num_unrollings,
+                                              bigram_stride)
+    model = build_model(settings, data.bigram_vocabulary_size, bigram_stride)
+  else:
+    model = build_model(settings)
+  valid_tokens = training.tokens_of(model, valid_text)
+  valid_batches = training.validation_batches(valid_tokens)
   trainer = training.Trainer(model, settings.learning_rate, settings.decay_steps,
                              settings.decay_rate, settings.clip_norm, seed=settings.seed)
   log('Parameters: %d (cell %s, %d nodes)' % (parameter_count(model), settings.cell,
@@ -130,15 +144,12 @@ def run_language_model(settings, title):
   log('Initialized')
   try:
     training.train(trainer, train_batches, valid_batches, settings.num_steps,
-                   settings.summary_frequency, settings.valid_size, log, settings.fast)
+                   settings.summary_frequency, len(valid_tokens), log, settings.fast)
   except FloatingPointError as error:
     fail('%s; lower --learning_rate or --clip_norm' % error)
-  valid_nats = training.validation_logprob(
-      model, training.validation_batches(text[:settings.valid_size]), settings.valid_size,
-      settings.fast)
-  perplexity, bits = training.per_character(valid_nats, settings.valid_size)
+  _, perplexity, bits, characters = training.evaluate_text(model, valid_text, settings.fast)
   log('Validation per character: perplexity %.4f, bits_per_character %.4f (%d characters)'
-      % (perplexity, bits, settings.valid_size))
+      % (perplexity, bits, characters))
   if settings.eval_data:
     evaluation = training.evaluate_text(model, eval_text, settings.fast)
     log('Evaluation on %s: perplexity %.4f per character, bits_per_character %.4f '

@@ -134,16 +134,21 @@ def one_hot_np(ids, model):
   return data.one_hot(ids, model.vocabulary_size)
 
 
-def characters_per_token(model):
-  return 2 if model.vocabulary_size == data.bigram_vocabulary_size else 1
+def is_bigram(model):
+  return model.vocabulary_size == data.bigram_vocabulary_size
 
 
 def token_text(model, ids):
   """The characters of token ids (characters or bigrams)."""
-  if characters_per_token(model) == 2:
-    return ''.join(data.id2char(int(i) // data.vocabulary_size) +
-                   data.id2char(int(i) % data.vocabulary_size) for i in np.ravel(ids))
+  if is_bigram(model):
+    return data.bigram_text(ids, model.stride)
   return data.ids_to_text(ids)
+
+
+def tokens_of(model, text):
+  """A text's token ids for the model: characters, or bigrams cut with its stride."""
+  ids = data.text_to_ids(text)[0]
+  return data.bigram_ids(ids, model.stride) if is_bigram(model) else ids
 
 
 # ---------------------------------------------------------------------------- sampling
@@ -156,7 +161,10 @@ def sample_text(model, length=80, count=5, fast=True):
   fast: all strings in one `tf.function` call, given the same random draws in the same
   order; else the course's one `sample_prediction` call per token.
   """
-  tokens = length // characters_per_token(model)
+  if is_bigram(model):
+    tokens = length // 2 if model.stride == 2 else length - 1
+  else:
+    tokens = length
   size = model.vocabulary_size
   if fast:
     firsts, uniforms = [], []
@@ -252,13 +260,15 @@ def per_character(nats, characters):
 def evaluate_text(model, text, fast=True):
   """Score a whole text as the course's validation scores its 1,000 characters.
 
+  Each token predicts `model.stride` characters: a character model's token is one, a
+  bigram model's pair two (stride 2). With overlapping pairs (stride 1) a prediction is
+  scored on the whole pair although its first character is known: an upper bound on the
+  nats of the one new character.
   Returns (perplexity per token, perplexity per character, bits per character,
   characters).
   """
-  per_token = characters_per_token(model)
-  if per_token == 2:
-    raise NotImplementedError('bigram evaluation is done by the bigram script')
-  valid_batches = validation_batches(text)
-  nats = validation_logprob(model, valid_batches, len(text), fast)
-  perplexity, bits = per_character(nats, len(text))
-  return perplexity, perplexity, bits, len(text)
+  tokens = tokens_of(model, text)
+  nats = validation_logprob(model, validation_batches(tokens), len(tokens), fast)
+  characters = len(tokens) * model.stride
+  perplexity, bits = per_character(nats, characters)
+  return math.exp(nats / len(tokens)), perplexity, bits, characters
