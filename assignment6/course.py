@@ -19,9 +19,13 @@ import re
 
 COURSE_JSON = os.path.join(os.path.dirname(__file__), 'data', 'course_outputs.json')
 
-# Measured: `python -m assignment6.bench --tolerance` (README, "Comparing with the course").
-TOLERANCE_AGAINST_COURSE = 0.35  # validation perplexity, mean |difference| from step 1000
-TOLERANCE_SAME_CORPUS = 0.15  # validation perplexity, mean |difference| from step 1000
+# Measured (README, "Comparing with the course"): the largest distance seen, plus a quarter.
+# The course's code with seeds 0-2 on the embedded sample lands 0.196-0.236 from the
+# course's recorded run; seven runs on one corpus (the port with seeds 0-3, the course's
+# code with seeds 0-2) differ pairwise by 0.048-0.120. Both are the mean |difference| of
+# the validation perplexity over the logged steps from 1,000 on.
+TOLERANCE_AGAINST_COURSE = 0.30
+TOLERANCE_SAME_CORPUS = 0.15
 VERDICT_FROM_STEP = 1000
 
 FIELDS = ('average_loss', 'learning_rate', 'minibatch_perplexity', 'validation_perplexity')
