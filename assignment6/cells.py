@@ -115,8 +115,12 @@ class ConcatCell(tf.Module):
   """
 
   def __init__(self, input_size, num_nodes, peepholes=False, num_proj=None,
-               num_nonrec_proj=None, seed=0, name=None):
+               num_nonrec_proj=None, seed=0, fused=False, name=None):
     super().__init__(name=name)
+    if fused and (num_proj or num_nonrec_proj):
+      raise ValueError('--cell=fused has no projections (TensorFlow\'s fused kernel has '
+                       'none); use --cell=concat with --num_proj or --num_nonrec_proj')
+    self.fused = fused
     self.input_size = input_size
     self.num_nodes = num_nodes
     self.peepholes = peepholes
@@ -174,8 +178,35 @@ class ConcatCell(tf.Module):
     """One step: i (B, input_size), o (B, P + Q), state (B, H) -> output, state."""
     return self.step(self.input_projection(i), o, state)
 
+  def sequence(self, inputs, output, state):
+    """The whole unrolled loop in TensorFlow's fused kernel, `BlockLSTM` (the faster twin
+    of calling the cell T times; without projections).
 
-CELLS = ('course', 'concat')
+    inputs (T, B, input_size), output and state (B, H) -> outputs (T, B, H), the last
+    output and state. BlockLSTM multiplies [x_t, m_{t-1}] by one (input + H, 4H) matrix,
+    the two weights stacked, with its gates in the order input, update, forget, output
+    ("ICFO"), so the columns are permuted from `GATES`; `forget_bias=0` and `cell_clip=-1`
+    (none) make it the course's cell; its peepholes are the paper's (`wci`, `wcf` on
+    c_{t-1}, `wco` on c_t). (BlockLSTMV2 keeps `GATES` order, but its registered gradient
+    does not match its forward in TensorFlow 2.21: tests/test_cells.py checks the one used.)
+    """
+    def icfo(weights):  # (..., 4H) in GATES order -> (..., 4H) in BlockLSTM's
+      input_gate, forget_gate, update, output_gate = tf.split(weights, 4, axis=-1)
+      return tf.concat([input_gate, update, forget_gate, output_gate], axis=-1)
+
+    zeros = tf.zeros([self.num_nodes])
+    _, cs, _, _, _, _, h = tf.raw_ops.BlockLSTM(
+        seq_len_max=tf.cast(tf.shape(inputs)[0], tf.int64), x=inputs, cs_prev=state,
+        h_prev=output, w=icfo(tf.concat([self.x_weights, self.m_weights], axis=0)),
+        wci=self.w_ic if self.peepholes else zeros,
+        wcf=self.w_fc if self.peepholes else zeros,
+        wco=self.w_oc if self.peepholes else zeros,
+        b=icfo(tf.reshape(self.biases, [-1])), forget_bias=0.0, cell_clip=-1.0,
+        use_peephole=self.peepholes)
+    return h, h[-1], cs[-1]  # (T, B, H), (B, H), (B, H)
+
+
+CELLS = ('course', 'concat', 'fused')
 
 
 def make_cell(cell, input_size, num_nodes, peepholes=False, num_proj=None,
@@ -183,9 +214,10 @@ def make_cell(cell, input_size, num_nodes, peepholes=False, num_proj=None,
   """The cell a script's --cell names; the paper's options need the concatenated cell."""
   if cell == 'course':
     if peepholes or num_proj or num_nonrec_proj:
-      raise ValueError('--peepholes, --num_proj and --num_nonrec_proj need --cell=concat')
+      raise ValueError('--peepholes, --num_proj and --num_nonrec_proj need --cell=concat '
+                       '(or --cell=fused, peepholes only)')
     return CourseCell(input_size, num_nodes, seed=seed, name='lstm_cell')
-  if cell == 'concat':
+  if cell in ('concat', 'fused'):
     return ConcatCell(input_size, num_nodes, peepholes, num_proj, num_nonrec_proj,
-                      seed=seed, name='lstm_cell')
+                      seed=seed, fused=cell == 'fused', name='lstm_cell')
   raise ValueError('--cell=%s: use one of %s' % (cell, ', '.join(CELLS)))

@@ -80,6 +80,8 @@ class LanguageModel(tf.Module):
     to the next step are never dropped.
     """
     inputs = self.inputs(ids)  # (T, B, input_size)
+    if getattr(self.cell, 'fused', False):
+      return self.fused_unroll(inputs, output, state, dropout_seed)
     outputs = []
     for t in range(ids.shape[0]):  # a Python loop: unrolled as the course's, traced once
       i = inputs[t]
@@ -90,9 +92,26 @@ class LanguageModel(tf.Module):
           output, tf.random.experimental.stateless_fold_in(dropout_seed, 2 * t + 1)))
     return outputs, output, state
 
+  def fused_unroll(self, inputs, output, state, dropout_seed=None):
+    """`unroll` through the cell's fused kernel: the same masks, one op for the loop."""
+    steps = inputs.shape[0]
+    if dropout_seed is not None:
+      inputs = tf.stack([self.dropout(inputs[t], tf.random.experimental.stateless_fold_in(
+          dropout_seed, 2 * t)) for t in range(steps)])
+    sequence, output, state = self.cell.sequence(inputs, output, state)  # (T, B, H)
+    outputs = tf.unstack(sequence, num=steps)
+    if dropout_seed is not None:
+      outputs = [self.dropout(o, tf.random.experimental.stateless_fold_in(
+          dropout_seed, 2 * t + 1)) for t, o in enumerate(outputs)]
+    return outputs, output, state
+
+  def classifier(self, output):
+    """The course's `xw_plus_b(output, w, b)`: (N, P + Q) -> logits (N, V)."""
+    return tf.nn.bias_add(tf.matmul(output, self.w), self.b)
+
   def logits(self, outputs):
     """The classifier on the concatenated outputs: T x (B, P + Q) -> (T * B, V)."""
-    return tf.nn.bias_add(tf.matmul(tf.concat(outputs, 0), self.w), self.b)  # xw_plus_b
+    return self.classifier(tf.concat(outputs, 0))
 
   def reset_sample_state(self):
     self.saved_sample_output.assign(tf.zeros_like(self.saved_sample_output))
@@ -108,7 +127,7 @@ class LanguageModel(tf.Module):
                               self.saved_sample_state)
     self.saved_sample_output.assign(output)
     self.saved_sample_state.assign(state)
-    return tf.nn.softmax(tf.matmul(output, self.w) + self.b)
+    return tf.nn.softmax(self.classifier(output))
 
   def zero_state(self, batch):
     return (tf.zeros([batch, self.cell.output_size]),
@@ -122,10 +141,15 @@ class LanguageModel(tf.Module):
     scored by the course's `logprob` (probabilities clamped at 1e-10, summed in float64).
     """
     output, state = self.zero_state(1)
+    if getattr(self.cell, 'fused', False):  # the whole text in the fused kernel
+      sequence, _, _ = self.cell.sequence(self.inputs(ids[:-1, None]), output, state)
+      probabilities = tf.nn.softmax(self.classifier(sequence[:, 0]))  # (N, V)
+      picked = tf.gather(probabilities, ids[1:], batch_dims=1)  # (N,)
+      return -tf.reduce_sum(tf.math.log(tf.maximum(tf.cast(picked, tf.float64), 1e-10)))
     total = tf.constant(0.0, tf.float64)
     for t in tf.range(tf.shape(ids)[0] - 1):
       output, state = self.cell(self.inputs(tf.reshape(ids[t], [1])), output, state)
-      probabilities = tf.nn.softmax(tf.matmul(output, self.w) + self.b)  # (1, V)
+      probabilities = tf.nn.softmax(self.classifier(output))  # (1, V)
       p = tf.maximum(tf.cast(probabilities[0, ids[t + 1]], tf.float64), 1e-10)
       total -= tf.math.log(p)
     return total
@@ -144,7 +168,7 @@ class LanguageModel(tf.Module):
     sampled = sampled.write(0, feed)
     for t in tf.range(tf.shape(uniforms)[1]):
       output, state = self.cell(self.inputs(feed), output, state)
-      probabilities = tf.nn.softmax(tf.matmul(output, self.w) + self.b)  # (S, V)
+      probabilities = tf.nn.softmax(self.classifier(output))  # (S, V)
       cumulative = tf.cumsum(tf.cast(probabilities, tf.float64), axis=1)  # (S, V)
       below = tf.cast(cumulative < uniforms[:, t:t + 1], tf.int32)
       feed = tf.minimum(tf.reduce_sum(below, axis=1), self.vocabulary_size - 1)  # (S,)

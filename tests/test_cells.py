@@ -175,3 +175,38 @@ def test_make_cell_refuses_paper_options_on_the_course_cell():
     cells.make_cell('course', 27, 8, peepholes=True)
   with pytest.raises(ValueError, match='--cell=lstm'):
     cells.make_cell('lstm', 27, 8)
+
+
+@pytest.mark.parametrize('peepholes', [False, True])
+def test_fused_kernel_equals_the_cell_step_by_step(peepholes):
+  """TensorFlow's own fused kernel (BlockLSTM, gates mapped from GATES order) against the
+  ConcatCell called T times: outputs, final state and every gradient."""
+  cell = cells.ConcatCell(INPUT, H, peepholes=peepholes, seed=6, fused=True)
+  randomize(cell)
+  rng = np.random.default_rng(7)
+  x = tf.constant(rng.normal(size=(6, B, INPUT)), tf.float32)
+  o0, c0 = (tf.constant(rng.normal(size=(B, H)), tf.float32) for _ in range(2))
+  weights = tf.constant(rng.normal(size=(6, B, H)), tf.float32)
+
+  def stepwise():
+    o, c, outputs = o0, c0, []
+    for t in range(6):
+      o, c = cell(x[t], o, c)
+      outputs.append(o)
+    return tf.stack(outputs), o, c
+
+  results = []
+  for run in (stepwise, lambda: cell.sequence(x, o0, c0)):
+    with tf.GradientTape() as tape:
+      tape.watch([x, o0, c0])
+      outputs, o, c = run()
+      loss = tf.reduce_sum(outputs * weights) + tf.reduce_sum(c * c)
+    results.append([outputs, o, c] + tape.gradient(
+        loss, [x, o0, c0] + list(cell.trainable_variables)))
+  for ours, fused in zip(*results):
+    np.testing.assert_allclose(fused.numpy(), ours.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_fused_cell_refuses_projections():
+  with pytest.raises(ValueError, match='no projections'):
+    cells.make_cell('fused', 27, 8, num_proj=4)
