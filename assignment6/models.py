@@ -79,27 +79,19 @@ class LanguageModel(tf.Module):
     (Zaremba et al. 2014: non-recurrent connections only); the state and the output fed
     to the next step are never dropped.
     """
+    steps = ids.shape[0]
     inputs = self.inputs(ids)  # (T, B, input_size)
-    if getattr(self.cell, 'fused', False):
-      return self.fused_unroll(inputs, output, state, dropout_seed)
-    outputs = []
-    for t in range(ids.shape[0]):  # a Python loop: unrolled as the course's, traced once
-      i = inputs[t]
-      if dropout_seed is not None:
-        i = self.dropout(i, tf.random.experimental.stateless_fold_in(dropout_seed, 2 * t))
-      output, state = self.cell(i, output, state)
-      outputs.append(output if dropout_seed is None else self.dropout(
-          output, tf.random.experimental.stateless_fold_in(dropout_seed, 2 * t + 1)))
-    return outputs, output, state
-
-  def fused_unroll(self, inputs, output, state, dropout_seed=None):
-    """`unroll` through the cell's fused kernel: the same masks, one op for the loop."""
-    steps = inputs.shape[0]
     if dropout_seed is not None:
-      inputs = tf.stack([self.dropout(inputs[t], tf.random.experimental.stateless_fold_in(
-          dropout_seed, 2 * t)) for t in range(steps)])
-    sequence, output, state = self.cell.sequence(inputs, output, state)  # (T, B, H)
-    outputs = tf.unstack(sequence, num=steps)
+      inputs = tf.stack([self.dropout(i, tf.random.experimental.stateless_fold_in(
+          dropout_seed, 2 * t)) for t, i in enumerate(tf.unstack(inputs, num=steps))])
+    if getattr(self.cell, 'fused', False):  # the loop in one fused op
+      sequence, output, state = self.cell.sequence(inputs, output, state)  # (T, B, H)
+      outputs = tf.unstack(sequence, num=steps)
+    else:  # a Python loop: unrolled as the course's, traced once
+      outputs = []
+      for i in tf.unstack(inputs, num=steps):  # (B, input_size) each
+        output, state = self.cell(i, output, state)
+        outputs.append(output)
     if dropout_seed is not None:
       outputs = [self.dropout(o, tf.random.experimental.stateless_fold_in(
           dropout_seed, 2 * t + 1)) for t, o in enumerate(outputs)]

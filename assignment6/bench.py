@@ -1,0 +1,315 @@
+"""How fast the course's run goes: the course's own code against the port, in one run.
+
+    python -m assignment6.bench                       # the course's size, 3 repeats
+    python -m assignment6.bench --num_nodes=256 --embedding_size=128 --part=steps
+    python -m assignment6.bench --part=layers         # 256-1,024 cells against Keras's LSTM
+
+Implementations, interleaved (repeat 1 of each, then repeat 2 of each, ...):
+  course      the course's code as the course wrote it: `course_tf1` (tf.compat.v1 graph,
+              placeholders, feed_dict, character-by-character batches, one session.run
+              per validation character) -- the yardstick every ratio is against
+  plain       the port with the course's cell, one call per step and per character
+  port        the port with the course's cell, one call per log line (--fast, the default)
+  concat      Problem 1's cell, one call per log line
+  fused       TensorFlow's fused BlockLSTM kernel, one call per log line
+
+Parts: `steps` (training-step characters per second, one validation pass, one sample block,
+the batches' share), `run` (the whole course run: --num_steps steps with their
+validations and samples), `layers` (training steps at 256, 512 and 1,024 cells with
+embeddings against the layer a TensorFlow user would otherwise pick; the Keras yardstick
+lives in the source checkout's tests/keras_yardstick.py, as the package stays Keras-free).
+Every figure is the median of the repeats, with their spread (min-max).
+"""
+import os
+import platform
+import random
+import statistics
+import sys
+import time
+
+from absl import app
+from absl import flags
+
+from assignment6 import cells, course_tf1, data, models, training
+import numpy as np
+import tensorflow as tf
+
+flags.DEFINE_multi_enum('part', ['steps', 'run'], ['steps', 'run', 'layers'],
+                        'What to time (repeatable).')
+flags.DEFINE_list('implementations', ['course', 'plain', 'port', 'concat', 'fused'],
+                  'Which implementations to time.')
+flags.DEFINE_integer('repeats', 3, 'Repeats of each measurement.', lower_bound=1)
+flags.DEFINE_integer('num_steps', 7001, 'Steps of the whole run.', lower_bound=1)
+flags.DEFINE_integer('timed_steps', 300, 'Training steps timed per repeat (part steps).',
+                     lower_bound=1)
+flags.DEFINE_integer('batch_size', 64, 'Batch size.', lower_bound=1)
+flags.DEFINE_integer('num_unrollings', 10, 'Unrollings.', lower_bound=1)
+flags.DEFINE_integer('num_nodes', 64, 'LSTM cells.', lower_bound=1)
+flags.DEFINE_integer('embedding_size', 0, 'Embedding width (0: one-hot inputs).',
+                     lower_bound=0)
+flags.DEFINE_list('layer_sizes', ['256', '512', '1024'], 'Cells for part layers.')
+flags.DEFINE_integer('layer_embedding_size', 128, 'Embedding width for part layers.',
+                     lower_bound=1)
+FLAGS = flags.FLAGS
+
+PORT_CELLS = {'plain': ('course', False), 'port': ('course', True),
+              'concat': ('concat', True), 'fused': ('fused', True)}
+
+
+def environment():
+  """The lines that say where the figures come from."""
+  cpu = platform.processor() or platform.machine()
+  try:
+    with open('/proc/cpuinfo') as f:
+      cpu = next(line.split(':', 1)[1].strip() for line in f if line.startswith('model name'))
+  except (OSError, StopIteration):
+    pass
+  return ['TensorFlow %s, NumPy %s, Python %s' % (tf.__version__, np.__version__,
+                                                   platform.python_version()),
+          'CPU: %s, %d logical cores; TensorFlow threads: intra-op %d, inter-op %d (0: one '
+          'per core); oneDNN %s' % (cpu, os.cpu_count(),
+                                    tf.config.threading.get_intra_op_parallelism_threads(),
+                                    tf.config.threading.get_inter_op_parallelism_threads(),
+                                    os.environ.get('TF_ENABLE_ONEDNN_OPTS', 'default (on)')),
+          'Load average at start: %.2f %.2f %.2f' % os.getloadavg()]
+
+
+def spread(values, scale=1.0, form='%.3g'):
+  """'median (min-max)' of timings."""
+  values = [v * scale for v in values]
+  return ('%s (%s-%s)' % (form, form, form)) % (statistics.median(values), min(values),
+                                                max(values))
+
+
+# ---------------------------------------------------------------------------- the port
+
+def build_port(name, vocabulary_size=data.vocabulary_size, embedding_size=None,
+               num_nodes=None, seed=0):
+  cell, fast = PORT_CELLS[name]
+  input_size = embedding_size or vocabulary_size
+  num_nodes = num_nodes or FLAGS.num_nodes
+  model = models.LanguageModel(cells.make_cell(cell, input_size, num_nodes, seed=seed),
+                               FLAGS.batch_size, vocabulary_size, embedding_size, seed=seed)
+  return model, training.Trainer(model), fast
+
+
+def time_port_steps(name, text, embedding_size=None, num_nodes=None, steps=None):
+  """Seconds per training step (warmed up), a validation pass, a sample block, batches."""
+  model, trainer, fast = build_port(name, embedding_size=embedding_size,
+                                    num_nodes=num_nodes)
+  steps = steps or FLAGS.timed_steps
+  batches = data.BatchGenerator(text[1000:], FLAGS.batch_size, FLAGS.num_unrollings)
+  chunk = 100 if fast else 1
+  ids = np.stack([batches.next_ids() for _ in range(chunk)])
+  trainer.train_steps(tf.constant(ids)) if fast else trainer.train_step(tf.constant(ids[0]))
+  start = time.perf_counter()
+  done = 0
+  while done < steps:
+    if fast:
+      trainer.train_steps(tf.constant(ids))
+    else:
+      trainer.train_step(tf.constant(ids[0]))
+    done += chunk
+  step = (time.perf_counter() - start) / done
+  valid = training.validation_batches(text[:1000])
+  training.validation_logprob(model, valid, 1000, fast)
+  start = time.perf_counter()
+  training.validation_logprob(model, valid, 1000, fast)
+  validation = time.perf_counter() - start
+  training.sample_text(model, fast=fast)
+  start = time.perf_counter()
+  training.sample_text(model, fast=fast)
+  sampling = time.perf_counter() - start
+  start = time.perf_counter()
+  for _ in range(1000):
+    batches.next_ids()
+  batch = (time.perf_counter() - start) / 1000
+  return {'step': step, 'validation': validation, 'sampling': sampling, 'batch': batch}
+
+
+def time_port_run(name, text):
+  """The whole course run, from building the model to the last validation."""
+  start = time.perf_counter()
+  model, trainer, fast = build_port(name)
+  train_batches = data.BatchGenerator(text[1000:], FLAGS.batch_size, FLAGS.num_unrollings)
+  valid = training.validation_batches(text[:1000])
+  random.seed(0)
+  np.random.seed(0)
+  perplexity = training.train(trainer, train_batches, valid, FLAGS.num_steps, 100, 1000,
+                              log=lambda line: None, fast=fast)
+  return {'total': time.perf_counter() - start, 'perplexity': perplexity}
+
+
+# ---------------------------------------------------------------------------- the course
+
+def time_course_steps(text):
+  graph = course_tf1.CourseGraph(FLAGS.batch_size, FLAGS.num_unrollings, FLAGS.num_nodes)
+  batches = course_tf1.BatchGenerator(text[1000:], FLAGS.batch_size, FLAGS.num_unrollings)
+  graph.train_step(batches.next())
+  timed = [batches.next() for _ in range(100)]
+  start = time.perf_counter()
+  for k in range(FLAGS.timed_steps):
+    graph.train_step(timed[k % 100])
+  step = (time.perf_counter() - start) / FLAGS.timed_steps
+  valid = course_tf1.BatchGenerator(text[:1000], 1, 1)
+  start = time.perf_counter()
+  graph.reset_sample_state()
+  for _ in range(1000):
+    b = valid.next()
+    course_tf1.logprob(graph.sample_prediction(b[0]), b[1])
+  validation = time.perf_counter() - start
+  start = time.perf_counter()
+  for _ in range(5):
+    feed = course_tf1.sample(course_tf1.random_distribution())
+    graph.reset_sample_state()
+    for _ in range(79):
+      feed = course_tf1.sample(graph.sample_prediction(feed))
+  sampling = time.perf_counter() - start
+  start = time.perf_counter()
+  for _ in range(100):
+    batches.next()
+  batch = (time.perf_counter() - start) / 100
+  graph.close()
+  return {'step': step, 'validation': validation, 'sampling': sampling, 'batch': batch}
+
+
+def time_course_run(text):
+  result = course_tf1.run_course(text, num_steps=FLAGS.num_steps, seed=0,
+                                 print_fn=lambda *args: None, batch_size=FLAGS.batch_size,
+                                 num_unrollings=FLAGS.num_unrollings,
+                                 num_nodes=FLAGS.num_nodes)
+  return {'total': result['total_seconds'], 'perplexity': result['validation_perplexity']}
+
+
+# ---------------------------------------------------------------------------- parts
+
+def bench_steps(text, names, say):
+  results = {name: [] for name in names}
+  for _ in range(FLAGS.repeats):
+    for name in names:
+      if name == 'course':
+        results[name].append(time_course_steps(text))
+      else:
+        results[name].append(time_port_steps(name, text,
+                                              FLAGS.embedding_size or None))
+  characters = FLAGS.batch_size * FLAGS.num_unrollings
+  say('Training steps, batch %d x %d unrollings, %d nodes%s: characters per second '
+      '(median (min-max) of %d repeats), and the ratio to the course\'s code'
+      % (FLAGS.batch_size, FLAGS.num_unrollings, FLAGS.num_nodes,
+         ', embedding %d' % FLAGS.embedding_size if FLAGS.embedding_size else '',
+         FLAGS.repeats))
+  say('%-8s | %-28s | %6s | %-22s | %-22s | %s' % (
+      'impl', 'train chars/s', 'ratio', 'validation pass ms', 'sample block ms',
+      'batches share'))
+  base = results.get('course')
+  for name in names:
+    runs = results[name]
+    speed = [characters / r['step'] for r in runs]
+    ratio = (statistics.median(speed) / statistics.median(
+        [characters / r['step'] for r in base])) if base else float('nan')
+    share = statistics.median([r['batch'] / (r['step'] + r['batch']) for r in runs])
+    say('%-8s | %-28s | %5.2fx | %-22s | %-22s | %.1f%%' % (
+        name, spread(speed, form='%.0f'), ratio,
+        spread([r['validation'] for r in runs], 1e3, '%.1f'),
+        spread([r['sampling'] for r in runs], 1e3, '%.1f'), 100 * share))
+
+
+def bench_run(text, names, say):
+  results = {name: [] for name in names}
+  for _ in range(FLAGS.repeats):
+    for name in names:
+      results[name].append(time_course_run(text) if name == 'course'
+                           else time_port_run(name, text))
+  say('The whole course run: %d steps with %d validations and %d sample blocks, '
+      'seconds (median (min-max) of %d repeats)'
+      % (FLAGS.num_steps, (FLAGS.num_steps - 1) // 100 + 1,
+         (FLAGS.num_steps - 1) // 1000 + 1, FLAGS.repeats))
+  say('%-8s | %-24s | %6s | %s' % ('impl', 'seconds', 'ratio', 'final validation '
+                                                                'perplexity'))
+  base = statistics.median([r['total'] for r in results['course']]) \
+      if 'course' in results else float('nan')
+  for name in names:
+    totals = [r['total'] for r in results[name]]
+    say('%-8s | %-24s | %5.2fx | %s' % (
+        name, spread(totals, form='%.2f'), base / statistics.median(totals),
+        ', '.join('%.2f' % r['perplexity'] for r in results[name])))
+
+
+def keras_yardstick():
+  """The Keras LSTM training step from the source checkout's tests/ (not the package)."""
+  tests = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                       'tests')
+  if not os.path.exists(os.path.join(tests, 'keras_yardstick.py')):
+    return None
+  sys.path.insert(0, tests)
+  import keras_yardstick  # pylint: disable=import-outside-toplevel
+  return keras_yardstick
+
+
+def bench_layers(text, say):
+  yardstick = keras_yardstick()
+  embedding = FLAGS.layer_embedding_size
+  say('Larger models, embedding %d, batch %d x %d: training step ms (median (min-max) '
+      'of %d repeats), ratio = Keras LSTM time / this time'
+      % (embedding, FLAGS.batch_size, FLAGS.num_unrollings, FLAGS.repeats))
+  if yardstick is None:
+    say('(the Keras yardstick is in the source checkout\'s tests/keras_yardstick.py; '
+        'not found here, so only the port is timed)')
+  say('%-6s | %-24s | %-24s | %-24s | %s' % ('cells', 'keras LSTM', 'concat', 'fused',
+                                              'ratios concat, fused'))
+  ids = np.stack([data.BatchGenerator(text, FLAGS.batch_size, FLAGS.num_unrollings)
+                  .next_ids() for _ in range(1)])[0]
+  for size in [int(s) for s in FLAGS.layer_sizes]:
+    steps = max(5, min(60, int(2e5 / size ** 1.5)))
+    times = {'keras': [], 'concat': [], 'fused': []}
+    for _ in range(FLAGS.repeats):
+      if yardstick:
+        step = yardstick.train_step(data.vocabulary_size, embedding, size, FLAGS.batch_size)
+        times['keras'].append(timed_calls(step, ids, steps))
+      for name in ('concat', 'fused'):
+        model, trainer, _ = build_port(name, embedding_size=embedding, num_nodes=size)
+        times[name].append(timed_calls(trainer.train_step, ids, steps))
+    keras = statistics.median(times['keras']) if times['keras'] else float('nan')
+    say('%-6d | %-24s | %-24s | %-24s | %.2fx, %.2fx' % (
+        size, spread(times['keras'], 1e3, '%.1f') if times['keras'] else '-',
+        spread(times['concat'], 1e3, '%.1f'), spread(times['fused'], 1e3, '%.1f'),
+        keras / statistics.median(times['concat']), keras / statistics.median(times['fused'])))
+
+
+def timed_calls(step, ids, steps):
+  ids = tf.constant(ids)
+  step(ids)
+  step(ids)
+  start = time.perf_counter()
+  for _ in range(steps):
+    step(ids)
+  return (time.perf_counter() - start) / steps
+
+
+def main(argv):
+  del argv
+  say = lambda line='': print(line, flush=True)
+  for line in environment():
+    say(line)
+  text = data.read_data(data.SAMPLE_ZIP)
+  names = [n for n in FLAGS.implementations]
+  unknown = [n for n in names if n != 'course' and n not in PORT_CELLS]
+  if unknown:
+    print('bench: error: --implementations: unknown %s; use course, %s'
+          % (', '.join(unknown), ', '.join(PORT_CELLS)), file=sys.stderr)
+    sys.exit(1)
+  say('Corpus: %s' % data.SAMPLE_DESCRIPTION)
+  for part in FLAGS.part:
+    say()
+    if part == 'steps':
+      bench_steps(text, names, say)
+    elif part == 'run':
+      if FLAGS.embedding_size:
+        say('(the whole run uses the course\'s one-hot inputs; --embedding_size ignored)')
+      bench_run(text, names, say)
+    else:
+      bench_layers(text, say)
+
+
+if __name__ == '__main__':
+  app.run(main)
