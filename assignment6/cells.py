@@ -67,6 +67,12 @@ class CourseCell(tf.Module):
     """The twelve variables by their course names."""
     return {name: getattr(self, name) for name in COURSE_VARIABLES}
 
+  can_fuse = True
+
+  def sequence(self, inputs, output, state):
+    """The whole unrolled loop in one fused op, the twelve variables concatenated."""
+    return block_lstm(*concatenate_gates(self.course_variables()), inputs, output, state)
+
   def __call__(self, i, o, state):
     """One step: i (B, input_size), o (B, H), state (B, H) -> output (B, H), state (B, H)."""
     input_gate = tf.sigmoid(tf.matmul(i, self.ix) + tf.matmul(o, self.im) + self.ib)
@@ -178,32 +184,44 @@ class ConcatCell(tf.Module):
     """One step: i (B, input_size), o (B, P + Q), state (B, H) -> output, state."""
     return self.step(self.input_projection(i), o, state)
 
+  @property
+  def can_fuse(self):
+    """Whether TensorFlow's fused kernel computes this cell (it has no projections)."""
+    return not (self.num_proj or self.num_nonrec_proj)
+
   def sequence(self, inputs, output, state):
-    """The whole unrolled loop in TensorFlow's fused kernel, `BlockLSTM` (the faster twin
-    of calling the cell T times; without projections).
+    """The whole unrolled loop in one fused op (`block_lstm`): the faster twin of calling
+    the cell T times. inputs (T, B, input_size) -> outputs (T, B, H), last output, state."""
+    peepholes = (self.w_ic, self.w_fc, self.w_oc) if self.peepholes else None
+    return block_lstm(self.x_weights, self.m_weights, self.biases, inputs, output, state,
+                      peepholes)
 
-    inputs (T, B, input_size), output and state (B, H) -> outputs (T, B, H), the last
-    output and state. BlockLSTM multiplies [x_t, m_{t-1}] by one (input + H, 4H) matrix,
-    the two weights stacked, with its gates in the order input, update, forget, output
-    ("ICFO"), so the columns are permuted from `GATES`; `forget_bias=0` and `cell_clip=-1`
-    (none) make it the course's cell; its peepholes are the paper's (`wci`, `wcf` on
-    c_{t-1}, `wco` on c_t). (BlockLSTMV2 keeps `GATES` order, but its registered gradient
-    does not match its forward in TensorFlow 2.21: tests/test_cells.py checks the one used.)
-    """
-    def icfo(weights):  # (..., 4H) in GATES order -> (..., 4H) in BlockLSTM's
-      input_gate, forget_gate, update, output_gate = tf.split(weights, 4, axis=-1)
-      return tf.concat([input_gate, update, forget_gate, output_gate], axis=-1)
 
-    zeros = tf.zeros([self.num_nodes])
-    _, cs, _, _, _, _, h = tf.raw_ops.BlockLSTM(
-        seq_len_max=tf.cast(tf.shape(inputs)[0], tf.int64), x=inputs, cs_prev=state,
-        h_prev=output, w=icfo(tf.concat([self.x_weights, self.m_weights], axis=0)),
-        wci=self.w_ic if self.peepholes else zeros,
-        wcf=self.w_fc if self.peepholes else zeros,
-        wco=self.w_oc if self.peepholes else zeros,
-        b=icfo(tf.reshape(self.biases, [-1])), forget_bias=0.0, cell_clip=-1.0,
-        use_peephole=self.peepholes)
-    return h, h[-1], cs[-1]  # (T, B, H), (B, H), (B, H)
+def block_lstm(x_weights, m_weights, biases, inputs, output, state, peepholes=None):
+  """T steps of the cell in TensorFlow's fused kernel, `BlockLSTM`.
+
+  x_weights (input, 4H), m_weights (H, 4H), biases (1, 4H) in `GATES` order; inputs
+  (T, B, input), output and state (B, H); peepholes: None or (w_ic, w_fc, w_oc), each (H,).
+  Returns outputs (T, B, H), the last output and the last state.
+  BlockLSTM multiplies [x_t, m_{t-1}] by one (input + H, 4H) matrix, the two weights
+  stacked, with its gates in the order input, update, forget, output ("ICFO"), so the
+  columns are permuted from `GATES`; `forget_bias=0` and `cell_clip=-1` (none) make it the
+  course's cell; its peepholes are the paper's (`wci`, `wcf` on c_{t-1}, `wco` on c_t).
+  (BlockLSTMV2 keeps `GATES` order, but its registered gradient does not match its forward
+  in TensorFlow 2.21; tests/test_cells.py checks this one's against the cell's.)
+  """
+  def icfo(weights):  # (..., 4H) in GATES order -> (..., 4H) in BlockLSTM's
+    input_gate, forget_gate, update, output_gate = tf.split(weights, 4, axis=-1)
+    return tf.concat([input_gate, update, forget_gate, output_gate], axis=-1)
+
+  num_nodes = state.shape[-1]
+  w_ic, w_fc, w_oc = peepholes or (tf.zeros([num_nodes]),) * 3
+  _, cs, _, _, _, _, h = tf.raw_ops.BlockLSTM(
+      seq_len_max=tf.cast(tf.shape(inputs)[0], tf.int64), x=inputs, cs_prev=state,
+      h_prev=output, w=icfo(tf.concat([x_weights, m_weights], axis=0)), wci=w_ic,
+      wcf=w_fc, wco=w_oc, b=icfo(tf.reshape(biases, [-1])), forget_bias=0.0,
+      cell_clip=-1.0, use_peephole=peepholes is not None)
+  return h, h[-1], cs[-1]  # (T, B, H), (B, H), (B, H)
 
 
 CELLS = ('course', 'concat', 'fused')

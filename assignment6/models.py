@@ -133,7 +133,7 @@ class LanguageModel(tf.Module):
     scored by the course's `logprob` (probabilities clamped at 1e-10, summed in float64).
     """
     output, state = self.zero_state(1)
-    if getattr(self.cell, 'fused', False):  # the whole text in the fused kernel
+    if self.cell.can_fuse:  # the whole text in one op: the fused kernel
       sequence, _, _ = self.cell.sequence(self.inputs(ids[:-1, None]), output, state)
       probabilities = tf.nn.softmax(self.classifier(sequence[:, 0]))  # (N, V)
       picked = tf.gather(probabilities, ids[1:], batch_dims=1)  # (N,)

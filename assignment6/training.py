@@ -81,8 +81,9 @@ class Trainer(tf.Module):
       if isinstance(gradient, tf.IndexedSlices):  # an embedding's rows
         variable.scatter_sub(tf.IndexedSlices(learning_rate * gradient.values,
                                               gradient.indices))
-      else:
-        variable.assign_sub(learning_rate * gradient)
+      else:  # the op the course's GradientDescentOptimizer applies: var -= alpha * delta
+        tf.raw_ops.ResourceApplyGradientDescent(var=variable.handle, alpha=learning_rate,
+                                                delta=gradient)
     # State saving across unrollings.
     model.saved_output.assign(output)
     model.saved_state.assign(state)

@@ -210,3 +210,44 @@ def test_fused_kernel_equals_the_cell_step_by_step(peepholes):
 def test_fused_cell_refuses_projections():
   with pytest.raises(ValueError, match='no projections'):
     cells.make_cell('fused', 27, 8, num_proj=4)
+
+
+@pytest.mark.parametrize('peepholes,num_proj', [(False, None), (True, None), (True, 3),
+                                                (False, 3)])
+def test_concat_cell_equals_the_legacy_tensorflow_lstm_cell(peepholes, num_proj):
+  """The legacy `LSTMCell(use_peepholes=..., num_proj=...)` of TensorFlow 1, kept in the
+  `tf_keras` package (a test extra): the same outputs, state and input gradients once its
+  weights are ours, its gates mapped from `GATES` order to its own (i, j, f, o)."""
+  legacy_cells = pytest.importorskip('tf_keras.src.layers.rnn.legacy_cells')
+  cell = cells.ConcatCell(INPUT, H, peepholes=peepholes, num_proj=num_proj, seed=8)
+  randomize(cell)
+  legacy = legacy_cells.LSTMCell(H, use_peepholes=peepholes, num_proj=num_proj,
+                                 forget_bias=0.0)
+  x, o, c = (tf.constant(a, tf.float32) for a in random_inputs(cell))
+  legacy(x, (c, o))  # builds its variables
+
+  def ijfo(weights):
+    i, f, j, output_gate = np.split(weights, 4, axis=-1)
+    return np.concatenate([i, j, f, output_gate], axis=-1)
+
+  by_name = {v.name.split('/')[-1].split(':')[0]: v for v in legacy.variables
+             if 'projection' not in v.name}
+  by_name['kernel'].assign(ijfo(np.concatenate([cell.x_weights.numpy(),
+                                                cell.m_weights.numpy()])))
+  by_name['bias'].assign(ijfo(cell.biases.numpy()[0]))
+  if peepholes:
+    for ours, theirs in (('w_ic', 'w_i_diag'), ('w_fc', 'w_f_diag'), ('w_oc', 'w_o_diag')):
+      by_name[theirs].assign(getattr(cell, ours))
+  if num_proj:
+    projection = [v for v in legacy.variables if 'projection' in v.name]
+    projection[0].assign(cell.w_rm)
+  with tf.GradientTape(persistent=True) as tape:
+    tape.watch([x, o, c])
+    ours = cell(x, o, c)
+    output, (state, _) = legacy(x, (c, o))
+    theirs = (output, state)
+  for a, b in zip(ours, theirs):
+    np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6)
+    for wrt in (x, o, c):
+      np.testing.assert_allclose(tape.gradient(a, wrt).numpy(), tape.gradient(b, wrt).numpy(),
+                                 rtol=1e-5, atol=1e-6)
