@@ -126,25 +126,28 @@ class LanguageModel(tf.Module):
             tf.zeros([batch, self.cell.num_nodes]))
 
   @tf.function
-  def sequence_logprob(self, ids):
-    """Validation in one call: the summed nats of ids[1:] given ids[:-1], from a zero state.
+  def sequence_logprob(self, ids, output, state):
+    """Validation in one call: the summed nats of ids[1:] given ids[:-1].
 
-    ids (N + 1,) int32. Equals `reset_sample_state` then N calls of `sample_prediction`
-    scored by the course's `logprob` (probabilities clamped at 1e-10, summed in float64).
+    ids (N + 1,) int32; output and state (1, ...) the batch-1 state to start from (zeros
+    for the course's `reset_sample_state`). Returns (nats, output, state), so a long text
+    goes in pieces. Equals N calls of `sample_prediction` scored by the course's `logprob`
+    (probabilities clamped at 1e-10, summed in float64).
     """
-    output, state = self.zero_state(1)
-    if self.cell.can_fuse:  # the whole text in one op: the fused kernel
-      sequence, _, _ = self.cell.sequence(self.inputs(ids[:-1, None]), output, state)
+    if self.cell.can_fuse:  # the whole piece in one op: the fused kernel
+      sequence, output, state = self.cell.sequence(self.inputs(ids[:-1, None]), output,
+                                                   state)
       probabilities = tf.nn.softmax(self.classifier(sequence[:, 0]))  # (N, V)
       picked = tf.gather(probabilities, ids[1:], batch_dims=1)  # (N,)
-      return -tf.reduce_sum(tf.math.log(tf.maximum(tf.cast(picked, tf.float64), 1e-10)))
-    total = tf.constant(0.0, tf.float64)
+      nats = -tf.reduce_sum(tf.math.log(tf.maximum(tf.cast(picked, tf.float64), 1e-10)))
+      return nats, output, state
+    nats = tf.constant(0.0, tf.float64)
     for t in tf.range(tf.shape(ids)[0] - 1):
       output, state = self.cell(self.inputs(tf.reshape(ids[t], [1])), output, state)
       probabilities = tf.nn.softmax(self.classifier(output))  # (1, V)
       p = tf.maximum(tf.cast(probabilities[0, ids[t + 1]], tf.float64), 1e-10)
-      total -= tf.math.log(p)
-    return total
+      nats -= tf.math.log(p)
+    return nats, output, state
 
   @tf.function
   def sample_sequences(self, first_ids, uniforms):

@@ -187,3 +187,14 @@ def test_fused_kernel_follows_the_concat_cell():
   text = made_up_text(200)[:400]
   np.testing.assert_allclose(training.evaluate_text(fused, text),
                              training.evaluate_text(concat, text), rtol=1e-4)
+
+
+@pytest.mark.parametrize('cell', ['course', 'fused'])
+def test_long_texts_are_scored_in_pieces_with_the_state_carried(cell, monkeypatch):
+  model, trainer = build(cell, seed=4, num_nodes=16, batch_size=8)
+  for ids in iter_batches(10, batch_size=8):
+    trainer.train_step(tf.constant(ids))
+  text = made_up_text(300)[:1000]
+  whole = training.evaluate_text(model, text)
+  monkeypatch.setattr(training, 'PIECE', 137)
+  assert training.evaluate_text(model, text) == pytest.approx(whole, rel=1e-6)
