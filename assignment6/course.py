@@ -33,6 +33,7 @@ FIELDS = ('average_loss', 'learning_rate', 'minibatch_perplexity', 'validation_p
 _LOSS = re.compile(r'Average loss at step (\d+) ?: ([-+\d.naif]+) learning rate: ([\d.e+-]+)')
 _MINIBATCH = re.compile(r'Minibatch perplexity: ([\d.naif]+)')
 _VALIDATION = re.compile(r'Validation set perplexity: ([\d.naif]+)')
+_PER_TOKEN = re.compile(r'^Characters per token: (\d+)')
 
 
 def course_outputs():
@@ -50,10 +51,17 @@ def parse_log(text):
   """The records of a log printed by the course's loop (this project's or the course's).
 
   A record starts at `Average loss at step N`; its minibatch and validation perplexities
-  are the next such lines. Lines of any other kind are skipped.
+  are the next such lines. Lines of any other kind are skipped. The figures are per
+  character: a bigram model's log says `Characters per token: 2`, and its per-token loss
+  and perplexities are turned into per-character ones (nats / 2, perplexity ** (1 / 2)).
   """
   records = []
+  per_token = 1
   for line in text.splitlines():
+    match = _PER_TOKEN.search(line)
+    if match:
+      per_token = int(match.group(1))
+      continue
     match = _LOSS.search(line)
     if match:
       records.append({'step': int(match.group(1)),
@@ -65,6 +73,12 @@ def parse_log(text):
       match = pattern.search(line)
       if match and records and name not in records[-1]:
         records[-1][name] = float(match.group(1))
+  if per_token > 1:
+    for record in records:
+      record['average_loss'] /= per_token
+      for name in ('minibatch_perplexity', 'validation_perplexity'):
+        if name in record:
+          record[name] **= 1.0 / per_token
   return records
 
 

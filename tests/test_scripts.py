@@ -130,3 +130,12 @@ def test_the_embedded_sample_is_the_default(tmp_path):
   assert result.returncode == 0, result.stderr
   assert 'embedded text8 sample' in result.stdout.splitlines()[0]
   assert 'Data size 5000000' in result.stdout
+
+
+def test_a_bigram_log_compares_per_character():
+  log = ('Characters per token: 2\nAverage loss at step 0: 6.600000 learning rate: 10.000000\n'
+         'Minibatch perplexity: 729.00\nValidation set perplexity: 400.00\n')
+  record, = course.parse_log(log)
+  assert record['average_loss'] == pytest.approx(3.3)
+  assert record['minibatch_perplexity'] == pytest.approx(27.0)
+  assert record['validation_perplexity'] == pytest.approx(20.0)
