@@ -45,19 +45,47 @@ class Trainer(tf.Module):
     self.clip_norm = clip_norm
     self.seed = seed
     self.global_step = tf.Variable(0, dtype=tf.int64, trainable=False, name='global_step')
-    self.train_step = tf.function(self._train_step)
-    self.train_steps = tf.function(self._train_steps)
+    self._step_function = tf.function(self._step)
+    self._steps_function = None  # traced once, at the first call, for any number of steps
 
   def learning_rate(self):
     """The staircase decay, in float32 as `tf.train.exponential_decay` computes it."""
     p = tf.floor(tf.cast(self.global_step, tf.float32) / self.decay_steps)
     return self.initial_learning_rate * tf.pow(tf.constant(self.decay_rate, tf.float32), p)
 
-  def _train_step(self, batches):
+  def train_step(self, batches):
     """One step on ids (T + 1, B): inputs batches[:-1], labels batches[1:].
 
-    Returns the loss, train_prediction (T * B, V) and the learning rate it used.
+    Returns the loss, train_prediction (T * B, V) and the learning rate it used: the
+    course's `session.run([optimizer, loss, train_prediction, learning_rate])`.
     """
+    return self._step_function(batches)
+
+  def train_steps(self, batches):
+    """Several steps in one call: ids (K, T + 1, B) -> losses (K,), the last step's
+    train_prediction and learning rate. The same numbers as K calls of `train_step`."""
+    if self._steps_function is None:
+      signature = tf.TensorSpec([None] + list(batches.shape[1:]), tf.int32)
+      self._steps_function = tf.function(self._steps, input_signature=[signature])
+    return self._steps_function(batches)
+
+  def _step(self, batches):
+    loss, logits, learning_rate = self._update(batches)
+    return loss, tf.nn.softmax(logits), learning_rate
+
+  def _steps(self, batches):
+    steps = tf.shape(batches)[0]
+    losses = tf.TensorArray(tf.float32, size=steps)
+    logits = tf.zeros([(batches.shape[1] - 1) * batches.shape[2],
+                       self.model.vocabulary_size])
+    learning_rate = tf.constant(0.0)
+    for k in tf.range(steps):
+      loss, logits, learning_rate = self._update(batches[k])
+      losses = losses.write(k, loss)
+    return losses.stack(), tf.nn.softmax(logits), learning_rate
+
+  def _update(self, batches):
+    """The step's graph: ids (T + 1, B) -> loss, logits (T * B, V), learning rate."""
     model = self.model
     learning_rate = self.learning_rate()
     dropout_seed = None
@@ -88,18 +116,7 @@ class Trainer(tf.Module):
     model.saved_output.assign(output)
     model.saved_state.assign(state)
     self.global_step.assign_add(1)
-    return loss, tf.nn.softmax(logits), learning_rate
-
-  def _train_steps(self, batches):
-    """Several steps in one call: ids (K, T + 1, B) -> losses (K,), the last step's
-    train_prediction and learning rate."""
-    losses = tf.TensorArray(tf.float32, size=tf.shape(batches)[0])
-    loss, predictions, learning_rate = self._train_step(batches[0])
-    losses = losses.write(0, loss)
-    for k in tf.range(1, tf.shape(batches)[0]):
-      loss, predictions, learning_rate = self._train_step(batches[k])
-      losses = losses.write(k, loss)
-    return losses.stack(), predictions, learning_rate
+    return loss, logits, learning_rate
 
 
 # ---------------------------------------------------------------------------- validation
