@@ -1,13 +1,17 @@
 """The flags every language-model script shares (`lstm`, `problem1`, `problem2`).
 
 Defined once here, with the course's settings as defaults and a validator for each range;
-a script imports this module and reads `flags.FLAGS`.
+a script imports this module and reads `flags.FLAGS`. A value out of range ends the script
+with absl's one line naming the flag (exit status 1) before anything is read or written.
 """
+import math
+
 from absl import flags
 
 from assignment6 import cells
 
 FLAGS = flags.FLAGS
+MAX_SIZE = 8192  # the widest layer accepted: a (MAX_SIZE, 4 * MAX_SIZE) matrix is 1 GiB
 
 # The course's settings.
 flags.DEFINE_integer('num_steps', 7001, 'Training steps (the course: 7001).', lower_bound=1)
@@ -16,7 +20,8 @@ flags.DEFINE_integer('summary_frequency', 100, 'Steps between log lines; samples
 flags.DEFINE_integer('batch_size', 64, 'Sequences trained side by side.', lower_bound=1)
 flags.DEFINE_integer('num_unrollings', 10, 'Steps the LSTM is unrolled for.',
                      lower_bound=1)
-flags.DEFINE_integer('num_nodes', 64, 'LSTM cells (the state size).', lower_bound=1)
+flags.DEFINE_integer('num_nodes', 64, 'LSTM cells (the state size).', lower_bound=1,
+                     upper_bound=MAX_SIZE)
 flags.DEFINE_float('learning_rate', 10.0, 'SGD learning rate at step 0.')
 flags.DEFINE_integer('decay_steps', 5000, 'Steps between learning-rate decays (staircase).',
                      lower_bound=1)
@@ -31,8 +36,10 @@ flags.DEFINE_string('data', None, 'text8.zip, or a plain or .xz text8-format fil
 flags.DEFINE_bool('strict', False, 'Refuse a text with characters outside a-z and space '
                   '(the course maps them to spaces).')
 flags.DEFINE_integer('seed', 0, 'Seeds Python, NumPy and TensorFlow (weights, samples, '
-                     'dropout).', lower_bound=0)
-flags.DEFINE_string('log_file', None, 'Also write the log to this file.')
+                     'dropout).', lower_bound=0, upper_bound=2**32 - 1)
+flags.DEFINE_string('log_file', None, 'Also write the log to this file. An existing '
+                    'file is refused unless --overwrite (replace it) or --resume (append '
+                    'to it).')
 flags.DEFINE_string('eval_data', None, 'After training, score this whole text8-format '
                     'file as the validation text is scored (perplexity and bits per '
                     'character, one line).')
@@ -46,23 +53,38 @@ flags.DEFINE_enum('cell', 'course', cells.CELLS, 'course: the course\'s twelve v
 flags.DEFINE_bool('peepholes', False, 'Peephole connections (Sak et al. 2014); needs '
                   '--cell=concat.')
 flags.DEFINE_integer('num_proj', 0, 'Recurrent projection size (Sak et al. 2014); 0: none. '
-                     'Needs --cell=concat.', lower_bound=0)
+                     'Needs --cell=concat.', lower_bound=0, upper_bound=MAX_SIZE)
 flags.DEFINE_integer('num_nonrec_proj', 0, 'Non-recurrent projection size (Sak et al. '
-                     '2014); 0: none. Needs --cell=concat.', lower_bound=0)
+                     '2014); 0: none. Needs --cell=concat.', lower_bound=0,
+                     upper_bound=MAX_SIZE)
 # Problem 2.
-flags.DEFINE_integer('embedding_size', 0, 'Embedding width for the inputs; 0: the course\'s '
-                     'one-hot inputs.', lower_bound=0)
+flags.DEFINE_integer('embedding_size', 0, 'Embedding width for the inputs; 0: the '
+                     'course\'s one-hot inputs.', lower_bound=0, upper_bound=MAX_SIZE)
 flags.DEFINE_float('keep_prob', 1.0, 'Dropout keep probability on the non-recurrent '
                    'connections (Zaremba et al. 2014); 1: no dropout.')
+# Checkpoints (assignment6.checkpoints).
+flags.DEFINE_string('checkpoint_dir', None, 'Save the run here (created if missing) '
+                    'every --checkpoint_every steps and at its end, to continue it with '
+                    '--resume. A directory holding checkpoints needs --resume or '
+                    '--overwrite.')
+flags.DEFINE_integer('checkpoint_every', 500, 'Steps between checkpoints; one is written '
+                     'at the end of the chunk of steps (between two log lines) that '
+                     'reaches a multiple.', lower_bound=1)
+flags.DEFINE_bool('resume', False, 'Continue the run in --checkpoint_dir from its newest '
+                  'complete checkpoint: the log goes on as if it had never stopped (and '
+                  '--log_file is appended to).')
+flags.DEFINE_bool('overwrite', False, 'Replace an existing --log_file, and delete the '
+                  'checkpoints in --checkpoint_dir to start a new run there.')
 
 
 def _positive(value):
-  return value > 0
+  return value > 0 and math.isfinite(value)
 
 
 flags.register_validator('learning_rate', _positive,
-                         '--learning_rate must be greater than 0')
-flags.register_validator('clip_norm', _positive, '--clip_norm must be greater than 0')
+                         '--learning_rate must be greater than 0 and finite')
+flags.register_validator('clip_norm', _positive,
+                         '--clip_norm must be greater than 0 and finite')
 flags.register_validator('decay_rate', lambda value: 0 < value <= 1,
                          '--decay_rate must be in (0, 1]')
 flags.register_validator('keep_prob', lambda value: 0 < value <= 1,

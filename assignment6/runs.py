@@ -7,26 +7,68 @@ Every user mistake ends as one line on stderr and exit status 1 (`fail`).
 import os
 import random
 import sys
+import tempfile
+import types
 
 import numpy as np
 import tensorflow as tf
 
-from assignment6 import cells, course, data, models, training
+from assignment6 import checkpoints, cells, course, data, models, training
 
 
 class Log(object):
-  """Prints each line and, with a path, appends it to that file as it goes."""
+  """Prints each line and keeps it in `lines`; with a file, writes each line there too.
+
+  `Log(path)` writes to `path` from the start. A script's run opens its file with `open`
+  once its inputs are checked, so a mistake never leaves a half-written or emptied file.
+  """
 
   def __init__(self, path=None):
-    self.path = path
+    self.path = None
     self.lines = []
     self._file = None
     if path:
-      try:
-        self._file = open(path, 'w', encoding='utf-8')
-      except OSError as error:
-        fail('--log_file=%s: cannot be written (%s); give a writable path'
-             % (path, error.strerror))
+      self.open(path, overwrite=True)
+
+  def open(self, path, kept=None, overwrite=False):
+    """Write the log to `path` from now on (nothing if `path` is None).
+
+    kept None: a new run; the file is created (replaced only with `overwrite`) and gets
+    every line logged so far. kept, the text of a resumed run's log at its checkpoint: the
+    lines become those; a file that begins with `kept` is cut to it and appended to (the
+    lines a killed run printed after its checkpoint go), a missing one is written with it,
+    any other is refused unless `overwrite`.
+    """
+    if kept is not None:
+      self.lines = kept.split('\n')[:-1]
+    if not path:
+      return
+    self.path = path
+    try:
+      if kept is None:
+        self._file = open(path, 'w', encoding='utf-8', newline='\n')
+        self._file.write(self.text())
+      else:
+        kept_bytes = kept.encode('utf-8')
+        head = None
+        if os.path.exists(path):
+          with open(path, 'rb') as f:
+            head = f.read(len(kept_bytes))
+          if head != kept_bytes and os.path.getsize(path) and not overwrite:
+            fail('--log_file=%s: does not begin with the log of the run being resumed; '
+                 'give that run\'s log file, a new path, or --overwrite to replace it'
+                 % path)
+        if head == kept_bytes:
+          with open(path, 'r+b') as f:  # drop what a killed run printed after it
+            f.truncate(len(kept_bytes))
+          self._file = open(path, 'a', encoding='utf-8', newline='\n')
+        else:
+          self._file = open(path, 'w', encoding='utf-8', newline='\n')
+          self._file.write(kept)
+      self._file.flush()
+    except OSError as error:
+      fail('--log_file=%s: cannot be written (%s); give a writable path'
+           % (path, error.strerror))
 
   def __call__(self, line=''):
     print(line, flush=True)
@@ -35,16 +77,29 @@ class Log(object):
       self._file.write(line + '\n')
       self._file.flush()
 
+  def text(self):
+    """The log so far as its file holds it: every line and its newline."""
+    return ''.join(line + '\n' for line in self.lines)
+
   def close(self):
     if self._file:
       self._file.close()
+      self._file = None
 
 
-def fail(message):
+def fail(message, status=1):
   """A user's mistake: one line on stderr naming the file or flag, exit status 1."""
-  print('%s: error: %s' % (os.path.basename(sys.argv[0]) or 'assignment6', message),
-        file=sys.stderr, flush=True)
-  sys.exit(1)
+  print('%s: error: %s' % (program(), message), file=sys.stderr, flush=True)
+  sys.exit(status)
+
+
+def note(message):
+  """A remark that is not part of the course's log: one line on stderr."""
+  print('%s: note: %s' % (program(), message), file=sys.stderr, flush=True)
+
+
+def program():
+  return os.path.basename(sys.argv[0]) or 'assignment6'
 
 
 def seed_everything(seed):
@@ -76,17 +131,115 @@ def print_data_checks(text, valid_size, batch_size, num_unrollings, log):
   return train_batches, valid_batches
 
 
-def check_sizes(text, settings):
+def token_count(characters, variant='character', bigram_stride=2):
+  """Tokens a text of `characters` characters gives: characters, or bigrams cut with the
+  stride (`data.bigram_ids`)."""
+  if variant != 'bigram':
+    return characters
+  return len(range(0, max(characters - 1, 0), bigram_stride))
+
+
+def check_sizes(text, settings, variant='character', bigram_stride=2):
   """Refuse texts too short for the split and the batches, naming the flags."""
   if len(text) <= settings.valid_size:
     fail('--valid_size=%d: the text has only %d characters; give a longer text or a '
          'smaller --valid_size' % (settings.valid_size, len(text)))
-  train_size = len(text) - settings.valid_size
+  if token_count(settings.valid_size, variant, bigram_stride) < 1:
+    fail('--valid_size=%d: the bigram model needs at least 2 characters to validate on; '
+         'give a larger --valid_size' % settings.valid_size)
+  train_size = token_count(len(text) - settings.valid_size, variant, bigram_stride)
   needed = settings.batch_size * (settings.num_unrollings + 1)
   if train_size < needed:
-    fail('--batch_size=%d, --num_unrollings=%d: the training text (%d characters) needs '
+    fail('--batch_size=%d, --num_unrollings=%d: the training text (%d %s) needs '
          'at least %d; give a longer text or smaller sizes'
-         % (settings.batch_size, settings.num_unrollings, train_size, needed))
+         % (settings.batch_size, settings.num_unrollings, train_size,
+            'bigrams' if variant == 'bigram' else 'characters', needed))
+
+
+def check_alphabet(name, text):
+  """Refuse a text mostly outside text8's alphabet: the wrong file (a .gz, a PDF, capitals).
+
+  The course maps such characters to spaces; a text that is more than half of them would
+  train on spaces. name: the file, or the flag and the file, for the message.
+  """
+  unexpected = data.text_to_ids(text)[1]
+  if unexpected * 2 > len(text):
+    raise data.DataError('%s: %d of its %d characters are outside a-z and space; is it a '
+                         'text8-format text (lower-case letters and spaces; a compressed '
+                         'file other than .zip or .xz is not read)?'
+                         % (name, unexpected, len(text)))
+
+
+def check_paths(settings, options):
+  """The files and directories the flags name, checked before anything is read or written.
+
+  Refuses: --data or --eval_data that is a directory or missing (--eval_data), a --log_file
+  or --checkpoint_dir that cannot be written, a --log_file that exists (unless --overwrite
+  or --resume), a --log_file that is the --data, --eval_data or --checkpoint_dir, and
+  --resume without --checkpoint_dir.
+  """
+  for flag, path in (('--data', settings.data), ('--eval_data', settings.eval_data)):
+    if path and os.path.isdir(path):
+      fail('%s=%s: is a directory; give the text8.zip or text file in it (e.g. %s=%s)'
+           % (flag, path, flag, os.path.join(path, 'text8.zip')))
+  if settings.eval_data and not os.path.exists(settings.eval_data):
+    fail('--eval_data=%s: no such file; give a text8-format file (a-z and spaces) to score'
+         % settings.eval_data)
+  if options.resume and not options.checkpoint_dir:
+    fail('--resume needs --checkpoint_dir, the directory of the run to continue')
+  log_file, checkpoint_dir = settings.log_file, options.checkpoint_dir
+  if log_file:
+    for flag, other in (('--data', settings.data), ('--eval_data', settings.eval_data),
+                        ('--checkpoint_dir', checkpoint_dir)):
+      if other and same_path(log_file, other):
+        fail('--log_file=%s: is also %s; give the log its own file' % (log_file, flag))
+    if os.path.isdir(log_file):
+      fail('--log_file=%s: is a directory; give a file path (e.g. %s)'
+           % (log_file, os.path.join(log_file, 'run.log')))
+    folder = os.path.dirname(os.path.abspath(log_file))
+    problem = ('no directory %s' % folder if not os.path.isdir(folder)
+               else unwritable(folder, log_file))
+    if problem:
+      fail('--log_file=%s: cannot be written (%s); give a writable path'
+           % (log_file, problem))
+    if (os.path.exists(log_file) and os.path.getsize(log_file) and not options.resume
+        and not options.overwrite):
+      fail('--log_file=%s: exists; give a new path, or --overwrite to replace it'
+           % log_file)
+  if checkpoint_dir:
+    if os.path.exists(checkpoint_dir) and not os.path.isdir(checkpoint_dir):
+      fail('--checkpoint_dir=%s: is a file; give a directory (it is created if missing)'
+           % checkpoint_dir)
+    problem = unwritable(os.path.abspath(checkpoint_dir))
+    if problem:
+      fail('--checkpoint_dir=%s: cannot be written (%s); give a writable directory'
+           % (checkpoint_dir, problem))
+
+
+def same_path(a, b):
+  return os.path.realpath(a) == os.path.realpath(b)
+
+
+def unwritable(directory, file=None):
+  """Why a file cannot be made in `directory` (or its nearest existing parent), or None.
+
+  Tries it (a nameless temporary file) rather than trusting permission bits, which say
+  yes to root. file: an existing file that would be appended to or replaced.
+  """
+  while not os.path.exists(directory):
+    parent = os.path.dirname(directory)
+    if parent == directory:
+      break
+    directory = parent
+  if not os.path.isdir(directory):
+    return '%s is not a directory' % directory
+  try:
+    tempfile.TemporaryFile(dir=directory).close()
+    if file and os.path.exists(file):
+      open(file, 'ab').close()
+  except OSError as error:
+    return error.strerror or str(error)
+  return None
 
 
 def build_model(settings, vocabulary_size=data.vocabulary_size, stride=1):
@@ -107,57 +260,181 @@ def parameter_count(model):
   return int(sum(np.prod(v.shape) for v in model.trainable_variables))
 
 
+def run_options(settings):
+  """The reliability settings, with defaults for a settings object made before them."""
+  return types.SimpleNamespace(
+      checkpoint_dir=getattr(settings, 'checkpoint_dir', None),
+      checkpoint_every=getattr(settings, 'checkpoint_every', 500),
+      resume=getattr(settings, 'resume', False),
+      overwrite=getattr(settings, 'overwrite', False))
+
+
 def run_language_model(settings, title, variant='character', bigram_stride=2):
   """The course's training run with the settings (absl FLAGS or any object with them).
 
   variant: 'character' (the course's tokens) or 'bigram' (Problem 2b: 729 pairs of
   characters cut with `bigram_stride`, through an embedding).
+  With --checkpoint_dir the run is saved every --checkpoint_every steps (at the end of a
+  log line's chunk) and at its end; --resume continues it from its newest complete
+  checkpoint and prints the log lines an uninterrupted run prints after that point.
   """
+  try:
+    return _run_language_model(settings, title, variant, bigram_stride)
+  except KeyboardInterrupt:  # while reading or building; training has its own line
+    fail('interrupted before training began; nothing was written', status=130)
+
+
+def _run_language_model(settings, title, variant, bigram_stride):
+  options = run_options(settings)
   if variant == 'bigram' and not settings.embedding_size:
     fail('--variant=bigram: 729 bigrams go in through an embedding; give --embedding_size')
-  log = Log(settings.log_file)
+  check_paths(settings, options)
+  log = Log()
+  silent = lambda line='': None  # a resumed run's opening lines are in its log already
   try:
-    text = data.load_corpus(settings.data, settings.strict, log)
+    text = data.load_corpus(settings.data, settings.strict,
+                            silent if options.resume else log)
+    check_alphabet(data.corpus_path(settings.data) or data.SAMPLE_ZIP, text)
+    eval_text = None
     if settings.eval_data:
       eval_text = data.read_data(settings.eval_data)
+      check_alphabet(settings.eval_data, eval_text)
+      if token_count(len(eval_text), variant, bigram_stride) < 1:
+        fail('--eval_data=%s: %d character(s) are too few to score; give a longer text'
+             % (settings.eval_data, len(eval_text)))
   except data.DataError as error:
     fail(str(error))
-  check_sizes(text, settings)
+  check_sizes(text, settings, variant, bigram_stride)
   seed_everything(settings.seed)
-  log(title)
-  train_batches, _ = print_data_checks(text, settings.valid_size, settings.batch_size,
-                                       settings.num_unrollings, log)
   valid_text = text[:settings.valid_size]
-  if variant == 'bigram':
-    train_batches = data.BigramBatchGenerator(text[settings.valid_size:],
-                                              settings.batch_size, settings.num_unrollings,
-                                              bigram_stride)
-    model = build_model(settings, data.bigram_vocabulary_size, bigram_stride)
+  try:
+    if options.resume:  # the generators' cursors come from the checkpoint
+      train_batches = data.BatchGenerator(text[settings.valid_size:], settings.batch_size,
+                                          settings.num_unrollings)
+    else:
+      log(title)
+      train_batches, _ = print_data_checks(text, settings.valid_size, settings.batch_size,
+                                           settings.num_unrollings, log)
+    if variant == 'bigram':
+      train_batches = data.BigramBatchGenerator(text[settings.valid_size:],
+                                                settings.batch_size,
+                                                settings.num_unrollings, bigram_stride)
+      model = build_model(settings, data.bigram_vocabulary_size, bigram_stride)
+    else:
+      model = build_model(settings)
+    valid_tokens = training.tokens_of(model, valid_text)
+    valid_batches = training.validation_batches(valid_tokens)
+    trainer = training.Trainer(model, settings.learning_rate, settings.decay_steps,
+                               settings.decay_rate, settings.clip_norm, seed=settings.seed)
+  except data.DataError as error:
+    fail(str(error))
+  except (tf.errors.ResourceExhaustedError, MemoryError):
+    fail('out of memory for this model; give a smaller --num_nodes, --embedding_size or '
+         '--batch_size')
+  checkpointer = open_checkpoints(settings, options, variant, bigram_stride, text, model,
+                                  trainer, train_batches, valid_batches)
+  mean_loss, kept = 0.0, None
+  if options.resume:
+    try:
+      path, mean_loss, kept, notes = checkpointer.restore()
+    except checkpoints.CheckpointError as error:
+      fail(str(error))
+  log.open(settings.log_file, kept, options.overwrite)
+  if options.resume:
+    for line in notes:
+      note(line)
+    note('resuming from %s at step %d (--num_steps=%d)'
+         % (path, int(trainer.global_step.numpy()), settings.num_steps))
   else:
-    model = build_model(settings)
-  valid_tokens = training.tokens_of(model, valid_text)
-  valid_batches = training.validation_batches(valid_tokens)
-  trainer = training.Trainer(model, settings.learning_rate, settings.decay_steps,
-                             settings.decay_rate, settings.clip_norm, seed=settings.seed)
-  log('Parameters: %d (cell %s, %d nodes)' % (parameter_count(model), settings.cell,
-                                              settings.num_nodes))
-  log('Initialized')
+    log('Parameters: %d (cell %s, %d nodes)' % (parameter_count(model), settings.cell,
+                                                settings.num_nodes))
+    log('Initialized')
+  try:
+    train_with_checkpoints(trainer, train_batches, valid_batches, settings,
+                           len(valid_tokens), log, mean_loss, checkpointer)
+    _, perplexity, bits, characters = training.evaluate_text(model, valid_text,
+                                                             settings.fast)
+    log('Validation per character: perplexity %.4f, bits_per_character %.4f (%d characters)'
+        % (perplexity, bits, characters))
+    if settings.eval_data:
+      evaluation = training.evaluate_text(model, eval_text, settings.fast)
+      log('Evaluation on %s: perplexity %.4f per character, bits_per_character %.4f '
+          '(%d characters)' % (settings.eval_data, evaluation[1], evaluation[2],
+                               evaluation[3]))
+    if settings.compare:
+      log()
+      for line in course.compare(course.parse_log('\n'.join(log.lines))):
+        log(line)
+  except KeyboardInterrupt:
+    fail('interrupted after step %d; %s' % (int(trainer.global_step.numpy()) - 1,
+                                            kept_checkpoint(checkpointer)), status=130)
+  finally:
+    log.close()
+  return model
+
+
+def open_checkpoints(settings, options, variant, bigram_stride, text, model, trainer,
+                     train_batches, valid_batches):
+  """The run's `checkpoints.Checkpointer`, or None without --checkpoint_dir.
+
+  A directory that holds checkpoints is refused unless the run resumes them (--resume) or
+  replaces them (--overwrite: they are deleted now, before the first new one).
+  """
+  directory = options.checkpoint_dir
+  if not directory:
+    return None
+  if not options.resume and checkpoints.holds_checkpoints(directory):
+    if not options.overwrite:
+      newest = checkpoints.candidates(directory)
+      fail('--checkpoint_dir=%s: holds the checkpoints of a run%s; add --resume to '
+           'continue it, --overwrite to start again (deleting them), or give another '
+           'directory'
+           % (directory, ' (newest %s)' % os.path.basename(newest[0]) if newest else ''))
+    checkpoints.remove_checkpoints(directory)
+  if not options.resume:  # a resumed run's directory exists, or there is nothing to resume
+    try:
+      os.makedirs(directory, exist_ok=True)
+    except OSError as error:
+      fail('--checkpoint_dir=%s: cannot be made (%s); give a writable directory'
+           % (directory, error.strerror))
+  return checkpoints.Checkpointer(
+      directory, model, trainer, train_batches, valid_batches,
+      checkpoints.run_settings(settings, variant, bigram_stride, text),
+      options.checkpoint_every)
+
+
+def kept_checkpoint(checkpointer):
+  """Which checkpoint a stopped run keeps, for its one line."""
+  if checkpointer is None:
+    return 'nothing was saved (--checkpoint_dir keeps checkpoints)'
+  return checkpointer.kept() + ': --resume continues from it'
+
+
+def train_with_checkpoints(trainer, train_batches, valid_batches, settings, valid_size, log,
+                           mean_loss=0.0, checkpointer=None):
+  """`training.train` with checkpoints, and one line for a run that cannot go on.
+
+  A checkpoint is written after each chunk of steps that crosses a multiple of
+  --checkpoint_every, and after the last; never after the loss or a weight went non-finite.
+  """
+  chunk = {'first': int(trainer.global_step.numpy())}
+
+  def after_chunk(step, chunk_mean_loss):
+    if checkpointer is not None and (step == settings.num_steps - 1 or
+                                     checkpointer.due(chunk['first'], step)):
+      checkpointer.save(step, chunk_mean_loss, log.text())
+    chunk['first'] = step + 1
+
   try:
     training.train(trainer, train_batches, valid_batches, settings.num_steps,
-                   settings.summary_frequency, len(valid_tokens), log, settings.fast)
+                   settings.summary_frequency, valid_size, log, settings.fast,
+                   mean_loss=mean_loss, after_chunk=after_chunk)
   except FloatingPointError as error:
-    fail('%s; lower --learning_rate or --clip_norm' % error)
-  _, perplexity, bits, characters = training.evaluate_text(model, valid_text, settings.fast)
-  log('Validation per character: perplexity %.4f, bits_per_character %.4f (%d characters)'
-      % (perplexity, bits, characters))
-  if settings.eval_data:
-    evaluation = training.evaluate_text(model, eval_text, settings.fast)
-    log('Evaluation on %s: perplexity %.4f per character, bits_per_character %.4f '
-        '(%d characters)' % (settings.eval_data, evaluation[1], evaluation[2],
-                             evaluation[3]))
-  if settings.compare:
-    log()
-    for line in course.compare(course.parse_log('\n'.join(log.lines))):
-      log(line)
-  log.close()
-  return model
+    fail('%s; %s; lower --learning_rate or --clip_norm'
+         % (error, kept_checkpoint(checkpointer)))
+  except checkpoints.CheckpointError as error:
+    fail(str(error))
+  except (tf.errors.ResourceExhaustedError, MemoryError):
+    fail('out of memory at step %d; %s; give a smaller --num_nodes, --embedding_size or '
+         '--batch_size' % (int(trainer.global_step.numpy()),
+                           kept_checkpoint(checkpointer)))
