@@ -32,6 +32,7 @@ import time
 import zlib
 
 from absl import logging
+from absl.logging import converter
 import numpy as np
 import tensorflow as tf
 
@@ -292,7 +293,7 @@ def quiet_logging(level=logging.WARNING):
   logger = tf.get_logger()
   python_level = logger.level
   logging.set_verbosity(min(verbosity, level))
-  logger.setLevel(max(python_level, logging.ABSL_TO_STANDARD[level]))
+  logger.setLevel(max(python_level, converter.absl_to_standard(level)))
   try:
     yield
   finally:
