@@ -348,6 +348,8 @@ def _run_language_model(settings, title, variant, bigram_stride):
   else:
     log('Parameters: %d (cell %s, %d nodes)' % (parameter_count(model), settings.cell,
                                                 settings.num_nodes))
+    if variant == 'bigram':  # the course's per-token figures are per pair: compare says so
+      log('Characters per token: %d' % bigram_stride)
     log('Initialized')
   try:
     train_with_checkpoints(trainer, train_batches, valid_batches, settings,
