@@ -50,6 +50,10 @@ flags.DEFINE_integer('embedding_size', 0, 'Embedding width (0: one-hot inputs).'
 flags.DEFINE_list('layer_sizes', ['256', '512', '1024'], 'Cells for part layers.')
 flags.DEFINE_integer('layer_embedding_size', 128, 'Embedding width for part layers.',
                      lower_bound=1)
+flags.DEFINE_integer('intra_op_threads', 0, 'TensorFlow\'s intra-op threads (0: its '
+                     'default, one per core).', lower_bound=0)
+flags.DEFINE_integer('inter_op_threads', 0, 'TensorFlow\'s inter-op threads (0: its '
+                     'default).', lower_bound=0)
 FLAGS = flags.FLAGS
 
 PORT_CELLS = {'plain': ('course', False), 'port': ('course', True),
@@ -288,6 +292,9 @@ def timed_calls(step, ids, steps):
 
 def main(argv):
   del argv
+  tf.config.threading.set_intra_op_parallelism_threads(FLAGS.intra_op_threads)
+  tf.config.threading.set_inter_op_parallelism_threads(FLAGS.inter_op_threads)
+  tf.get_logger().setLevel('ERROR')  # each model traces its own functions: no retracing notes
   say = lambda line='': print(line, flush=True)
   for line in environment():
     say(line)
