@@ -45,7 +45,9 @@ class Trainer(tf.Module):
     self.clip_norm = clip_norm
     self.seed = seed
     self.global_step = tf.Variable(0, dtype=tf.int64, trainable=False, name='global_step')
-    self._step_function = tf.function(self._step)
+    # autograph=False: the graph is plain Python code traced once, and converting the whole
+    # call tree (unroll, cell) cost a second of every run's start.
+    self._step_function = tf.function(self._step, autograph=False)
     self._steps_function = None  # traced once, at the first call, for any number of steps
 
   def learning_rate(self):
@@ -66,7 +68,8 @@ class Trainer(tf.Module):
     train_prediction and learning rate. The same numbers as K calls of `train_step`."""
     if self._steps_function is None:
       signature = tf.TensorSpec([None] + list(batches.shape[1:]), tf.int32)
-      self._steps_function = tf.function(self._steps, input_signature=[signature])
+      self._steps_function = tf.function(self._steps, input_signature=[signature],
+                                         autograph=False)
     return self._steps_function(batches)
 
   def _step(self, batches):
@@ -75,13 +78,16 @@ class Trainer(tf.Module):
 
   def _steps(self, batches):
     steps = tf.shape(batches)[0]
-    losses = tf.TensorArray(tf.float32, size=steps)
-    logits = tf.zeros([(batches.shape[1] - 1) * batches.shape[2],
-                       self.model.vocabulary_size])
-    learning_rate = tf.constant(0.0)
-    for k in tf.range(steps):
+
+    def body(k, losses, logits, learning_rate):
       loss, logits, learning_rate = self._update(batches[k])
-      losses = losses.write(k, loss)
+      return k + 1, losses.write(k, loss), logits, learning_rate
+
+    _, losses, logits, learning_rate = tf.while_loop(
+        lambda k, *_: k < steps, body,
+        (tf.constant(0), tf.TensorArray(tf.float32, size=steps),
+         tf.zeros([(batches.shape[1] - 1) * batches.shape[2], self.model.vocabulary_size]),
+         tf.constant(0.0)))
     return losses.stack(), tf.nn.softmax(logits), learning_rate
 
   def _update(self, batches):
