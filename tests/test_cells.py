@@ -212,6 +212,7 @@ def test_fused_cell_refuses_projections():
     cells.make_cell('fused', 27, 8, num_proj=4)
 
 
+@pytest.mark.filterwarnings('ignore:`tf.nn.rnn_cell.LSTMCell` is deprecated')
 @pytest.mark.parametrize('peepholes,num_proj', [(False, None), (True, None), (True, 3),
                                                 (False, 3)])
 def test_concat_cell_equals_the_legacy_tensorflow_lstm_cell(peepholes, num_proj):
