@@ -17,7 +17,7 @@ Parts: `steps` (training-step characters per second, one validation pass, one sa
 the batches' share), `run` (the whole course run: --num_steps steps with their
 validations and samples), `layers` (training steps at 256, 512 and 1,024 cells with
 embeddings against the layer a TensorFlow user would otherwise pick; the Keras yardstick
-lives in the source checkout's tests/keras_yardstick.py, as the package stays Keras-free).
+lives in the source checkout's tests/layer_yardstick.py, as the package stays Keras-free).
 Every figure is the median of the repeats, with their spread (min-max).
 """
 import os
@@ -239,25 +239,25 @@ def bench_run(text, names, say):
         ', '.join('%.2f' % r['perplexity'] for r in results[name])))
 
 
-def keras_yardstick():
+def layer_yardstick():
   """The Keras LSTM training step from the source checkout's tests/ (not the package)."""
   tests = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                        'tests')
-  if not os.path.exists(os.path.join(tests, 'keras_yardstick.py')):
+  if not os.path.exists(os.path.join(tests, 'layer_yardstick.py')):
     return None
   sys.path.insert(0, tests)
-  import keras_yardstick  # pylint: disable=import-outside-toplevel
-  return keras_yardstick
+  import layer_yardstick  # pylint: disable=import-outside-toplevel
+  return layer_yardstick
 
 
 def bench_layers(text, say):
-  yardstick = keras_yardstick()
+  yardstick = layer_yardstick()
   embedding = FLAGS.layer_embedding_size
   say('Larger models, embedding %d, batch %d x %d: training step ms (median (min-max) '
       'of %d repeats), ratio = Keras LSTM time / this time'
       % (embedding, FLAGS.batch_size, FLAGS.num_unrollings, FLAGS.repeats))
   if yardstick is None:
-    say('(the Keras yardstick is in the source checkout\'s tests/keras_yardstick.py; '
+    say('(the Keras yardstick is in the source checkout\'s tests/layer_yardstick.py; '
         'not found here, so only the port is timed)')
   say('%-6s | %-24s | %-24s | %-24s | %s' % ('cells', 'keras LSTM', 'concat', 'fused',
                                               'ratios concat, fused'))
