@@ -115,15 +115,17 @@ def load_corpus(data=None, strict=False, print_fn=print):
   """Read the corpus a script uses and say in one line which it is.
 
   Characters outside a-z and space become spaces, as in the course (`char2id`); their count
-  is reported once, and `strict=True` refuses such a text.
+  is reported once, and `strict=True` refuses such a text. A text mostly outside the
+  alphabet is refused (`check_alphabet`).
   """
   path = corpus_path(data)
   text = read_data(path or SAMPLE_ZIP)
-  ids, unexpected = text_to_ids(text)
+  unexpected = text_to_ids(text)[1]
   if unexpected and strict:
     raise DataError('%s: %d characters outside a-z and space (--strict); clean the text '
                     'or drop --strict to map them to spaces as the course does'
                     % (path, unexpected))
+  check_alphabet(path or SAMPLE_ZIP, text, unexpected)
   if path is None:
     print_fn('Corpus: %s. For the course\'s text8, run `bash text8_download.sh` here '
              'or pass --data=PATH/text8.zip.' % SAMPLE_DESCRIPTION)
@@ -133,6 +135,20 @@ def load_corpus(data=None, strict=False, print_fn=print):
     print_fn('Unexpected characters: %d mapped to spaces (as char2id does); --strict '
              'refuses them.' % unexpected)
   return text
+
+
+def check_alphabet(name, text, unexpected=None):
+  """Refuse a text mostly outside text8's alphabet: the wrong file (a .gz, a PDF, capitals).
+
+  The course maps such characters to spaces; a text that is more than half of them would
+  train on spaces. name: the file, for the message; unexpected: their count, if known.
+  """
+  if unexpected is None:
+    unexpected = text_to_ids(text)[1]
+  if unexpected * 2 > len(text):
+    raise DataError('%s: %d of its %d characters are outside a-z and space; is it a '
+                    'text8-format text (lower-case letters and spaces; a compressed file '
+                    'other than .zip or .xz is not read)?' % (name, unexpected, len(text)))
 
 
 # ---------------------------------------------------------------------------- characters

@@ -9,8 +9,7 @@ from assignment6 import flags, runs
 
 
 def main(argv):
-  if len(argv) > 1:
-    runs.fail('unexpected arguments %s; every setting is a --flag (see --help)' % argv[1:])
+  runs.reject_arguments(argv)
   runs.run_language_model(flags.FLAGS, 'The course\'s LSTM (6_lstm.ipynb)')
 
 

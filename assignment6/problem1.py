@@ -15,8 +15,7 @@ flags.FLAGS.set_default('cell', 'concat')
 
 
 def main(argv):
-  if len(argv) > 1:
-    runs.fail('unexpected arguments %s; every setting is a --flag (see --help)' % argv[1:])
+  runs.reject_arguments(argv)
   runs.run_language_model(flags.FLAGS, 'Problem 1: the four gates in one matmul per side')
 
 

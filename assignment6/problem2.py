@@ -30,8 +30,7 @@ flags.FLAGS.set_default('embedding_size', 128)
 
 
 def main(argv):
-  if len(argv) > 1:
-    runs.fail('unexpected arguments %s; every setting is a --flag (see --help)' % argv[1:])
+  runs.reject_arguments(argv)
   settings = flags.FLAGS
   title = {'embedding': 'Problem 2a: characters through an embedding',
            'bigram': 'Problem 2b: the bigram LSTM'}[settings.variant]

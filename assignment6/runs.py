@@ -87,6 +87,12 @@ class Log(object):
       self._file = None
 
 
+def reject_arguments(argv):
+  """A script takes flags only: a stray word (a forgotten `--`) is one line and exit 1."""
+  if len(argv) > 1:
+    fail('unexpected arguments %s; every setting is a --flag (see --help)' % argv[1:])
+
+
 def fail(message, status=1):
   """A user's mistake: one line on stderr naming the file or flag, exit status 1."""
   print('%s: error: %s' % (program(), message), file=sys.stderr, flush=True)
@@ -154,20 +160,6 @@ def check_sizes(text, settings, variant='character', bigram_stride=2):
          'at least %d; give a longer text or smaller sizes'
          % (settings.batch_size, settings.num_unrollings, train_size,
             'bigrams' if variant == 'bigram' else 'characters', needed))
-
-
-def check_alphabet(name, text):
-  """Refuse a text mostly outside text8's alphabet: the wrong file (a .gz, a PDF, capitals).
-
-  The course maps such characters to spaces; a text that is more than half of them would
-  train on spaces. name: the file, or the flag and the file, for the message.
-  """
-  unexpected = data.text_to_ids(text)[1]
-  if unexpected * 2 > len(text):
-    raise data.DataError('%s: %d of its %d characters are outside a-z and space; is it a '
-                         'text8-format text (lower-case letters and spaces; a compressed '
-                         'file other than .zip or .xz is not read)?'
-                         % (name, unexpected, len(text)))
 
 
 def check_paths(settings, options):
@@ -294,11 +286,10 @@ def _run_language_model(settings, title, variant, bigram_stride):
   try:
     text = data.load_corpus(settings.data, settings.strict,
                             silent if options.resume else log)
-    check_alphabet(data.corpus_path(settings.data) or data.SAMPLE_ZIP, text)
     eval_text = None
     if settings.eval_data:
       eval_text = data.read_data(settings.eval_data)
-      check_alphabet(settings.eval_data, eval_text)
+      data.check_alphabet(settings.eval_data, eval_text)
       if token_count(len(eval_text), variant, bigram_stride) < 1:
         fail('--eval_data=%s: %d character(s) are too few to score; give a longer text'
              % (settings.eval_data, len(eval_text)))
@@ -308,10 +299,7 @@ def _run_language_model(settings, title, variant, bigram_stride):
   seed_everything(settings.seed)
   valid_text = text[:settings.valid_size]
   try:
-    if options.resume:  # the generators' cursors come from the checkpoint
-      train_batches = data.BatchGenerator(text[settings.valid_size:], settings.batch_size,
-                                          settings.num_unrollings)
-    else:
+    if not options.resume:  # a resumed run's cursors come from its checkpoint
       log(title)
       train_batches, _ = print_data_checks(text, settings.valid_size, settings.batch_size,
                                            settings.num_unrollings, log)
@@ -321,6 +309,9 @@ def _run_language_model(settings, title, variant, bigram_stride):
                                                 settings.num_unrollings, bigram_stride)
       model = build_model(settings, data.bigram_vocabulary_size, bigram_stride)
     else:
+      if options.resume:
+        train_batches = data.BatchGenerator(text[settings.valid_size:],
+                                            settings.batch_size, settings.num_unrollings)
       model = build_model(settings)
     valid_tokens = training.tokens_of(model, valid_text)
     valid_batches = training.validation_batches(valid_tokens)

@@ -45,6 +45,17 @@ def softmax(logits):
     return e / e.sum(axis=1, keepdims=True)
 
 
+def numpy_cell(p, i, output, state):
+    """The course's cell in float64: its gates, the new state and the new output."""
+    input_gate = sigmoid(i @ p["ix"] + output @ p["im"] + p["ib"])
+    forget_gate = sigmoid(i @ p["fx"] + output @ p["fm"] + p["fb"])
+    update = np.tanh(i @ p["cx"] + output @ p["cm"] + p["cb"])
+    new_state = forget_gate * state + input_gate * update
+    output_gate = sigmoid(i @ p["ox"] + output @ p["om"] + p["ob"])
+    return (input_gate, forget_gate, update, output_gate, new_state,
+            output_gate * np.tanh(new_state))
+
+
 def numpy_step(weights, batches, output, state):
     """The course's training loss on `batches`, in float64, with its gradients.
 
@@ -57,12 +68,8 @@ def numpy_step(weights, batches, output, state):
 
     cache, outputs = [], []
     for i in inputs:
-        input_gate = sigmoid(i @ p["ix"] + output @ p["im"] + p["ib"])
-        forget_gate = sigmoid(i @ p["fx"] + output @ p["fm"] + p["fb"])
-        update = np.tanh(i @ p["cx"] + output @ p["cm"] + p["cb"])
-        new_state = forget_gate * state + input_gate * update
-        output_gate = sigmoid(i @ p["ox"] + output @ p["om"] + p["ob"])
-        new_output = output_gate * np.tanh(new_state)
+        input_gate, forget_gate, update, output_gate, new_state, new_output = numpy_cell(
+            p, i, output, state)
         cache.append((i, output, state, input_gate, forget_gate, update, output_gate, new_state))
         output, state = new_output, new_state
         outputs.append(output)
@@ -103,13 +110,7 @@ def numpy_step(weights, batches, output, state):
 def numpy_sample_step(weights, feed, output, state):
     """One batch-1 step of the sampling cell in float64: (probabilities, output, state)."""
     p = {name: np.asarray(value, np.float64) for name, value in weights.items()}
-    i = np.asarray(feed, np.float64)
-    input_gate = sigmoid(i @ p["ix"] + output @ p["im"] + p["ib"])
-    forget_gate = sigmoid(i @ p["fx"] + output @ p["fm"] + p["fb"])
-    update = np.tanh(i @ p["cx"] + output @ p["cm"] + p["cb"])
-    state = forget_gate * state + input_gate * update
-    output_gate = sigmoid(i @ p["ox"] + output @ p["om"] + p["ob"])
-    output = output_gate * np.tanh(state)
+    *_, state, output = numpy_cell(p, np.asarray(feed, np.float64), output, state)
     return softmax(output @ p["w"] + p["b"]), output, state
 
 

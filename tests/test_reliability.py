@@ -316,6 +316,26 @@ def resume_and_compare(folder, uninterrupted):
   return result
 
 
+def kill_when(command, env, stream, reached, delay=0.0):
+  """Run `command`, read its `stream` ('stdout' or 'stderr') until a line is `reached`,
+  wait `delay` seconds, then SIGKILL it. Returns the ended process."""
+  pipes = {name: subprocess.PIPE if name == stream else subprocess.DEVNULL
+           for name in ('stdout', 'stderr')}
+  process = subprocess.Popen(command, env=env, text=True, **pipes)
+  lines = getattr(process, stream)
+  try:
+    for line in lines:
+      if reached(line):
+        time.sleep(delay)
+        break
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=60)
+  finally:
+    process.kill()
+    lines.close()
+  return process
+
+
 def test_killed_at_a_random_step_resumes_exactly(uninterrupted, tmp_path):
   seed = random.randrange(10**6)
   rng = random.Random(seed)
@@ -324,19 +344,12 @@ def test_killed_at_a_random_step_resumes_exactly(uninterrupted, tmp_path):
   command, env = script('lstm', *KILL_ARGS, '--data=%s' % (uninterrupted / 'small.txt'),
                         '--log_file=%s' % (tmp_path / 'run.log'),
                         '--checkpoint_dir=%s' % (tmp_path / 'ck'))
-  process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE,
-                             stderr=subprocess.DEVNULL, text=True)
-  try:
-    for line in process.stdout:
-      match = re.match(r'Average loss at step (\d+):', line)
-      if match and int(match.group(1)) >= kill_after:
-        time.sleep(delay)
-        break
-    process.send_signal(signal.SIGKILL)
-    process.wait(timeout=60)
-  finally:
-    process.kill()
-    process.stdout.close()
+
+  def reached(line):
+    match = re.match(r'Average loss at step (\d+):', line)
+    return match and int(match.group(1)) >= kill_after
+
+  process = kill_when(command, env, 'stdout', reached, delay)
   assert process.returncode == -signal.SIGKILL, 'it ended before the kill (seed %d)' % seed
   killed_log = (tmp_path / 'run.log').read_text()
   assert (uninterrupted / 'run.log').read_text().startswith(killed_log)
@@ -355,17 +368,8 @@ def test_killed_inside_a_checkpoint_write_resumes_from_a_complete_one(uninterrup
                         '--log_file=%s' % (tmp_path / 'run.log'),
                         '--checkpoint_dir=%s' % (tmp_path / 'ck'),
                         env={checkpoints.PAUSE_VARIABLE: str(step)})
-  process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
-                             stderr=subprocess.PIPE, text=True)
-  try:
-    for line in process.stderr:
-      if 'pausing inside the write of' in line:
-        break
-    process.send_signal(signal.SIGKILL)
-    process.wait(timeout=60)
-  finally:
-    process.kill()
-    process.stderr.close()
+  process = kill_when(command, env, 'stderr',
+                      lambda line: 'pausing inside the write of' in line)
   assert process.returncode == -signal.SIGKILL
   directory = str(tmp_path / 'ck')
   assert tf.train.get_checkpoint_state(directory).model_checkpoint_path.endswith(
