@@ -28,5 +28,7 @@ setuptools.setup(
             "tf_keras>=2.16",
         ],
         "notebook": ["jupyter", "matplotlib>=3.5"],
+        # The oldest TensorFlow the port supports, as CI tests it (.ci/run): with "test".
+        "oldest": ["tensorflow==2.16.2", "tf_keras==2.16.0", "numpy<2"],
     },
 )

@@ -12,6 +12,11 @@ WORDS = ('the quick brown fox jumps over a lazy dog anarchism originated as term
          'revolution and sans culottes french').split()
 
 
+def pytest_configure(config):
+  config.addinivalue_line('markers', 'notebook: executes a notebook (CI runs these on the '
+                          'newest TensorFlow only: .ci/run)')
+
+
 def made_up_text(num_words=2000, seed=0):
   """Words of a fixed list in a seeded random order, joined by spaces."""
   rng = random.Random(seed)

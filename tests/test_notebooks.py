@@ -22,6 +22,8 @@ import nbclient
 import nbformat
 import pytest
 
+pytestmark = pytest.mark.notebook
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NOTEBOOKS = sorted(glob.glob(os.path.join(ROOT, 'notebooks', '*.ipynb')))
 KERNEL_NAME = 'python3'  # the notebooks' kernelspec name

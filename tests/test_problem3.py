@@ -266,6 +266,7 @@ def test_user_errors_are_one_line(args, message):
 
 # ---------------------------------------------------------------------------- notebook
 
+@pytest.mark.notebook
 def test_notebook_runs_headless_with_few_steps():
   nbformat = pytest.importorskip('nbformat')
   nbclient = pytest.importorskip('nbclient')
