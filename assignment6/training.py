@@ -381,6 +381,9 @@ def train(trainer, train_batches, valid_batches, num_steps, summary_frequency=10
   """
   model = trainer.model
   validation_perplexity = None
+  # The course adds session.run's np.float32 losses to a Python number: NumPy 1 sums them
+  # in float64, NumPy 2 (NEP 50) in float32. The port adds the same np.float32s the same
+  # way, so its averages print as the course's code prints them under the same NumPy.
   start = int(trainer.global_step.numpy())
   for first, last in summary_steps(start, num_steps, summary_frequency):
     if fast:
@@ -388,14 +391,14 @@ def train(trainer, train_batches, valid_batches, num_steps, summary_frequency=10
       losses, predictions, lr = trainer.train_steps(tf.constant(ids))
       batches = ids[-1]
       for l in losses.numpy():
-        mean_loss += float(l)
+        mean_loss += l  # np.float32, as the course's `mean_loss += l` (see below)
         if step_losses is not None:
           step_losses.append(float(l))
     else:
       for _ in range(first, last + 1):
         batches = train_batches.next_ids()
         l, predictions, lr = trainer.train_step(tf.constant(batches))
-        mean_loss += float(l)
+        mean_loss += l.numpy()
         if step_losses is not None:
           step_losses.append(float(l))
     if not np.isfinite(mean_loss):
