@@ -50,7 +50,9 @@ def course_weights(model):
 @pytest.mark.parametrize('cell,clip_norm', [('course', 1.25), ('course', 0.2),
                                             ('concat', 1.25)])
 def test_port_follows_the_course_graph_for_50_steps(cell, clip_norm):
-  """Equal losses, predictions and rates; clip_norm 0.2 clips every step. Problem 1's cell
+  """Equal losses, predictions and rates; clip_norm 0.2 clips every step. The course's cell
+  is equal to the last bit (clipping at every step: on 2.21; on 2.16.2 its predictions
+  differ in the last bits from step 24, at most 1.8e-7, so there 1e-5). Problem 1's cell
   adds each gate's products in another order (one matmul for four, the input side as a
   gather of rows), so its predictions are held to float32's drift over 50 steps (5e-5)."""
   prediction_rtol = 1e-5 if cell == 'course' else 5e-5
@@ -62,8 +64,8 @@ def test_port_follows_the_course_graph_for_50_steps(cell, clip_norm):
     ids = batches.next_ids()
     loss, predictions, lr = trainer.train_step(tf.constant(ids))
     course_loss, course_predictions, course_lr = graph.train_step(list(data.one_hot(ids)))
-    if cell == 'course':  # bit for bit
-      assert_same(loss.numpy(), course_loss, 'loss at step %d' % step)
+    if cell == 'course' and (clip_norm == 1.25 or tf.__version__.startswith('2.21.')):
+      assert_same(loss.numpy(), course_loss, 'loss at step %d' % step)  # bit for bit
       assert_same(predictions.numpy(), course_predictions, 'predictions at step %d' % step)
     np.testing.assert_allclose(float(loss), course_loss, rtol=1e-5, err_msg='step %d' % step)
     np.testing.assert_allclose(predictions.numpy(), course_predictions, rtol=prediction_rtol,
