@@ -280,6 +280,26 @@ def test_port_equals_the_course_graph_bit_for_bit_for_300_steps(tf1_ref_variable
   assert_same(np.float32(step_losses), np.float32(course_losses), 'train\'s step losses')
 
 
+def test_concat_cell_with_tf1_ref_variables_follows_the_course_graph(tmp_path):
+  """Problem 1's cell aliases the same reads (its o[:, :R] is the whole output): it follows
+  the reference-variable graph as the default follows the resource one, to float32's drift
+  (its one matmul for four gates adds in another order), and not the resource graph."""
+  weights = course_start(tmp_path, 16)
+  _, trainer = port_from(weights, 8, 16, True, cell='concat')
+  graphs = [course_tf1.CourseGraph(batch_size=8, num_unrollings=10, num_nodes=16,
+                                   initial_weights=weights, use_resource=r) for r in (False, True)]
+  far = 0.0
+  for step, ids in enumerate(iter_batches(50, batch_size=8)):
+    _, predictions, _ = trainer.train_step(tf.constant(ids))
+    (_, reference, _), (_, resource, _) = [g.train_step(list(data.one_hot(ids))) for g in graphs]
+    np.testing.assert_allclose(predictions.numpy(), reference, rtol=5e-5, atol=1e-7,
+                               err_msg='step %d' % step)
+    far = max(far, np.abs(predictions.numpy() - resource).max())
+  assert far > 1e-3
+  for g in graphs:
+    g.close()
+
+
 def test_the_two_modes_differ(tmp_path):
   """Equal at step 0 (the same forward pass), different from step 1 (the first step's
   gradient), in the port as in the course's graph: neither comparison passes by accident.
