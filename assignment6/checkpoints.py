@@ -52,11 +52,13 @@ MODEL_SETTINGS = (
 # Training settings: a resumed run may change them (e.g. a lower learning rate after the
 # loss diverged); it is then no longer the same run, and a note says so.
 TRAINING_SETTINGS = ('learning_rate', 'decay_steps', 'decay_rate', 'clip_norm', 'keep_prob',
-                     'seed', 'summary_frequency')
+                     'seed', 'summary_frequency', 'tf1_ref_variables')
+# Settings newer than some checkpoints (and settings objects): the value they mean.
+SETTING_DEFAULTS = {'tf1_ref_variables': False}
 # Their types (the rest are integers): a checkpoint's variables keep theirs.
 FLOAT_SETTINGS = ('learning_rate', 'decay_rate', 'clip_norm', 'keep_prob')
 STRING_SETTINGS = ('variant', 'cell')
-BOOL_SETTINGS = ('peepholes',)
+BOOL_SETTINGS = ('peepholes', 'tf1_ref_variables')
 
 
 class CheckpointError(ValueError):
@@ -70,7 +72,8 @@ def run_settings(settings, variant, bigram_stride, text):
   recorded by its length and CRC-32 (a checkpoint continues on the same text only).
   """
   names = [name for name, _ in MODEL_SETTINGS[2:-2]] + list(TRAINING_SETTINGS)
-  values = {name: getattr(settings, name) for name in names}  # the flags of the same name
+  values = {name: getattr(settings, name, SETTING_DEFAULTS[name]) if name in SETTING_DEFAULTS
+            else getattr(settings, name) for name in names}  # the flags of the same name
   values['variant'] = variant
   values['bigram_stride'] = bigram_stride if variant == 'bigram' else 0
   values['corpus_characters'] = len(text)
@@ -271,7 +274,8 @@ def compare_settings(directory, saved, current):
   return ['--%s=%s differs from the checkpoint\'s %s: the resumed run uses %s'
           % (name, _flag_value(current[name]), _flag_value(saved.get(name)),
              _flag_value(current[name]))
-          for name in TRAINING_SETTINGS if saved.get(name) != current[name]]
+          for name in TRAINING_SETTINGS
+          if saved.get(name, SETTING_DEFAULTS.get(name)) != current[name]]
 
 
 def first_line(error):

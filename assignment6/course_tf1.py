@@ -148,11 +148,21 @@ class CourseGraph:
 
     `initial_weights` (name -> array for the 14 names in `WEIGHT_NAMES`) replaces the random
     initialisation; `seed` is the graph-level seed.
+
+    `use_resource`: True, resource variables (a read copies the value: the gradient the code
+    means); False, TensorFlow 1's reference variables, as the course ran (a read aliases the
+    variable's buffer, so the backward pass of the first unrolled step sees `saved_output`
+    and `saved_state` after the assigns have overwritten them); None, TensorFlow's default
+    (reference variables after `tf.compat.v1.disable_v2_behavior()`, else resource).
+    `arithmetic_optimization`: Grappler's arithmetic optimizer in this graph's session (off:
+    it reorders float32 sums). The session gets its own ConfigProto, so the process-wide
+    options never reach it.
     """
 
     def __init__(self, batch_size=64, num_unrollings=10, num_nodes=64, vocabulary_size=27,
                  learning_rate=10.0, decay_steps=5000, decay_rate=0.1, clip_norm=1.25,
-                 initial_weights=None, seed=None):
+                 initial_weights=None, seed=None, use_resource=True,
+                 arithmetic_optimization=False):
         self.batch_size = batch_size
         self.num_unrollings = num_unrollings
         self.num_nodes = num_nodes
@@ -175,7 +185,7 @@ class CourseGraph:
                     initial = tf.zeros(shape)
                 else:
                     initial = tf.compat.v1.truncated_normal(shape, -0.1, 0.1)
-                return tf.compat.v1.Variable(initial, name=name)
+                return tf.compat.v1.Variable(initial, name=name, use_resource=use_resource)
 
             # Parameters: input gate, forget gate, memory cell ("update"), output gate.
             ix, im, ib = variable("ix"), variable("im"), variable("ib")
@@ -184,9 +194,11 @@ class CourseGraph:
             ox, om, ob = variable("ox"), variable("om"), variable("ob")
             # Variables saving state across unrollings.
             saved_output = tf.compat.v1.Variable(
-                tf.zeros([batch_size, num_nodes]), trainable=False, name="saved_output")
+                tf.zeros([batch_size, num_nodes]), trainable=False, name="saved_output",
+                use_resource=use_resource)
             saved_state = tf.compat.v1.Variable(
-                tf.zeros([batch_size, num_nodes]), trainable=False, name="saved_state")
+                tf.zeros([batch_size, num_nodes]), trainable=False, name="saved_state",
+                use_resource=use_resource)
             # Classifier weights and biases.
             w, b = variable("w"), variable("b")
 
@@ -224,7 +236,8 @@ class CourseGraph:
                     labels=tf.concat(train_labels, 0), logits=logits))
 
             # Optimizer.
-            global_step = tf.compat.v1.Variable(0, trainable=False, name="global_step")
+            global_step = tf.compat.v1.Variable(0, trainable=False, name="global_step",
+                                                use_resource=use_resource)
             learning_rate_tensor = tf.compat.v1.train.exponential_decay(
                 learning_rate, global_step, decay_steps, decay_rate, staircase=True)
             optimizer = tf.compat.v1.train.GradientDescentOptimizer(learning_rate_tensor)
@@ -242,9 +255,11 @@ class CourseGraph:
             # Sampling and validation eval: batch 1, no unrolling.
             sample_input = tf.compat.v1.placeholder(tf.float32, shape=[1, vocabulary_size])
             saved_sample_output = tf.compat.v1.Variable(
-                tf.zeros([1, num_nodes]), trainable=False, name="saved_sample_output")
+                tf.zeros([1, num_nodes]), trainable=False, name="saved_sample_output",
+                use_resource=use_resource)
             saved_sample_state = tf.compat.v1.Variable(
-                tf.zeros([1, num_nodes]), trainable=False, name="saved_sample_state")
+                tf.zeros([1, num_nodes]), trainable=False, name="saved_sample_state",
+                use_resource=use_resource)
             reset_sample_state = tf.group(
                 saved_sample_output.assign(tf.zeros([1, num_nodes])),
                 saved_sample_state.assign(tf.zeros([1, num_nodes])))
@@ -265,7 +280,8 @@ class CourseGraph:
             reset_sample_state=reset_sample_state,
             saved_sample_output=saved_sample_output, saved_sample_state=saved_sample_state)
         self._weights = dict(zip(WEIGHT_NAMES, trainable))
-        self.session = tf.compat.v1.Session(graph=self.graph)
+        self.session = tf.compat.v1.Session(graph=self.graph,
+                                            config=session_config(arithmetic_optimization))
         self.session.run(initializer)
 
     def train_step(self, batches):
@@ -310,6 +326,28 @@ class CourseGraph:
         self.close()
 
 
+def session_config(arithmetic_optimization=False):
+    """A ConfigProto with Grappler's arithmetic optimizer on or off (the rest TF's defaults)."""
+    config = tf.compat.v1.ConfigProto()
+    if not arithmetic_optimization:
+        from tensorflow.core.protobuf import rewriter_config_pb2
+        config.graph_options.rewrite_options.arithmetic_optimization = (
+            rewriter_config_pb2.RewriterConfig.OFF)
+    return config
+
+
+def initial_weights(seed=0, batch_size=64, num_unrollings=10, num_nodes=64):
+    """The course graph's random initial weights at graph seed `seed`: name -> array (14)."""
+    with CourseGraph(batch_size=batch_size, num_unrollings=num_unrollings,
+                     num_nodes=num_nodes, seed=seed) as graph:
+        return graph.weights()
+
+
+def write_initial_weights(path, seed=0, num_nodes=64):
+    """Writes `initial_weights(seed)` to `path` (.npz, the course's names): --init_from's file."""
+    np.savez(path, **initial_weights(seed, num_nodes=num_nodes))
+
+
 def _weight_shapes(vocabulary_size, num_nodes):
     """Name -> shape of the 14 trainable variables."""
     shapes = {}
@@ -342,7 +380,8 @@ def _checked_weights(initial_weights, shapes):
 # --- The session (the notebook's training cell) ---
 
 def run_course(text, num_steps=7001, summary_frequency=100, valid_size=1000, batch_size=64,
-               num_unrollings=10, num_nodes=64, seed=None, print_fn=print, initial_weights=None):
+               num_unrollings=10, num_nodes=64, seed=None, print_fn=print, initial_weights=None,
+               use_resource=True, arithmetic_optimization=False):
     """Runs the notebook from the data split to the end of training, printing its log.
 
     Mirrors the cells that split text8 (first `valid_size` characters for validation), build the
@@ -374,7 +413,9 @@ def run_course(text, num_steps=7001, summary_frequency=100, valid_size=1000, bat
     graph_start = time.perf_counter()
     graph = CourseGraph(batch_size=batch_size, num_unrollings=num_unrollings,
                         num_nodes=num_nodes, vocabulary_size=vocabulary_size,
-                        initial_weights=initial_weights, seed=seed)
+                        initial_weights=initial_weights, seed=seed,
+                        use_resource=use_resource,
+                        arithmetic_optimization=arithmetic_optimization)
     seconds = {"graph": time.perf_counter() - graph_start,
                "train": 0.0, "batch": 0.0, "validation": 0.0, "sampling": 0.0}
     print_fn("Initialized")
@@ -439,3 +480,60 @@ def run_course(text, num_steps=7001, summary_frequency=100, valid_size=1000, bat
     result.update({name + "_seconds": value for name, value in seconds.items()})
     result["total_seconds"] = time.perf_counter() - start
     return result
+
+
+# --- The command line: the course's run, or its initial weights for --init_from ---
+
+def read_data(filename):
+    """The course's `read_data`: the first file of a zip as a string; a plain file as is."""
+    import zipfile
+    if zipfile.is_zipfile(filename):
+        with zipfile.ZipFile(filename) as f:
+            return tf.compat.as_str(f.read(f.namelist()[0]))
+    with open(filename, encoding="utf-8") as f:
+        return f.read()
+
+
+def main(argv=None):
+    """`python -m assignment6.course_tf1 --write_init=W.npz --seed=0`, or a run:
+    `python -m assignment6.course_tf1 --data=text8.zip --init_from=W.npz --reference_variables`.
+    """
+    import argparse
+    import sys
+    parser = argparse.ArgumentParser(prog="python -m assignment6.course_tf1",
+                                     description=main.__doc__)
+    parser.add_argument("--write_init", help="write the graph's initial weights (.npz) and stop")
+    parser.add_argument("--seed", type=int, default=0, help="graph, Python and NumPy seed")
+    parser.add_argument("--data", help="text8.zip or a plain text file to train on")
+    parser.add_argument("--init_from", help="initial weights (.npz by the course's names)")
+    parser.add_argument("--num_steps", type=int, default=7001)
+    parser.add_argument("--num_nodes", type=int, default=64)
+    parser.add_argument("--reference_variables", action="store_true",
+                        help="TF1's reference variables (the course's run); else resource ones")
+    parser.add_argument("--tf_default_variables", action="store_true",
+                        help="TensorFlow's default variables (after --disable_v2_behavior: "
+                             "reference variables)")
+    parser.add_argument("--disable_v2_behavior", action="store_true",
+                        help="tf.compat.v1.disable_v2_behavior() first, as one runs the "
+                             "course's notebook today")
+    args = parser.parse_args(argv)
+    if args.disable_v2_behavior:
+        tf.compat.v1.disable_v2_behavior()
+    if args.write_init:
+        write_initial_weights(args.write_init, args.seed, args.num_nodes)
+        return
+    if not args.data:
+        parser.error("--data is needed to train (or give --write_init)")
+    weights = None
+    if args.init_from:
+        with np.load(args.init_from) as f:
+            weights = {name: f[name] for name in f.files}
+    use_resource = None if args.tf_default_variables else not args.reference_variables
+    run_course(read_data(args.data), num_steps=args.num_steps, num_nodes=args.num_nodes,
+               seed=args.seed, initial_weights=weights, use_resource=use_resource,
+               print_fn=lambda line: print(line, flush=True))
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()

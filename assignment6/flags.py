@@ -62,6 +62,16 @@ flags.DEFINE_integer('embedding_size', 0, 'Embedding width for the inputs; 0: th
                      'course\'s one-hot inputs.', lower_bound=0, upper_bound=MAX_SIZE)
 flags.DEFINE_float('keep_prob', 1.0, 'Dropout keep probability on the non-recurrent '
                    'connections (Zaremba et al. 2014); 1: no dropout.')
+# Faithful to the course's TensorFlow 1 run (assignment6.training, course_tf1).
+flags.DEFINE_bool('tf1_ref_variables', False, 'The gradient the course\'s graph computed '
+                  'with TensorFlow 1\'s reference variables: the first unrolled step\'s '
+                  'backward pass reads saved_output and saved_state after the assigns '
+                  'overwrote them (the unroll\'s last output and state). Default: the '
+                  'gradient the code means. Not with --cell=fused.')
+flags.DEFINE_string('init_from', None, 'Start from the weights in this .npz, by the '
+                    'course\'s names (ix ... ob, w, b; for --cell=concat those or '
+                    'x_weights, m_weights, biases; embeddings with an embedding), e.g. '
+                    'written by python -m assignment6.course_tf1 --write_init=W.npz.')
 # Checkpoints (assignment6.checkpoints).
 flags.DEFINE_string('checkpoint_dir', None, 'Save the run here (created if missing) '
                     'every --checkpoint_every steps and at its end, to continue it with '
@@ -94,3 +104,8 @@ flags.register_multi_flags_validator(
     lambda f: f['cell'] == 'concat' or not (f['peepholes'] or f['num_proj'] or
                                             f['num_nonrec_proj']),
     '--peepholes, --num_proj and --num_nonrec_proj need --cell=concat')
+flags.register_multi_flags_validator(
+    ['cell', 'tf1_ref_variables'],
+    lambda f: not (f['tf1_ref_variables'] and f['cell'] == 'fused'),
+    '--tf1_ref_variables needs --cell=course or --cell=concat (the fused kernel\'s '
+    'gradient cannot be given the aliased reads)')

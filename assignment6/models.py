@@ -7,6 +7,7 @@ Tokens go in as integer ids; the course's one-hot input is `tf.gather` of an ide
 matrix (the same numbers as its one-hot placeholders), an embedding (Problem 2a) replaces
 it with `tf.nn.embedding_lookup`.
 """
+import numpy as np
 import tensorflow as tf
 
 from assignment6 import cells
@@ -55,6 +56,51 @@ class LanguageModel(tf.Module):
                                            trainable=False, name='saved_sample_output')
     self.saved_sample_state = tf.Variable(tf.zeros([1, cell.num_nodes]),
                                           trainable=False, name='saved_sample_state')
+
+  def initial_variables(self):
+    """The variables `--init_from` sets, by name: the cell's (the course's `ix ... ob`, or
+    ConcatCell's `x_weights, m_weights, biases` and the paper's `w_ic ... w_pm`), then the
+    classifier's `w, b` and `embeddings` if the model has them."""
+    if isinstance(self.cell, cells.CourseCell):
+      named = dict(self.cell.course_variables())  # in the course's order
+    else:
+      named = {v.name.split('/')[-1].split(':')[0]: v for v in self.cell.trainable_variables}
+    named.update(w=self.w, b=self.b)
+    if self.embedding_size:
+      named['embeddings'] = self.embeddings
+    return named
+
+  def assign_initial_weights(self, weights):
+    """Start from given values: weights, name -> array, as `initial_variables` names them;
+    for ConcatCell the course's twelve `ix ... ob` may stand for `x_weights, m_weights,
+    biases`. Raises a one-line ValueError naming the first name or shape that does not fit;
+    assigns nothing then."""
+    variables = self.initial_variables()
+    weights = dict(weights)
+    if isinstance(self.cell, cells.ConcatCell) and set(cells.COURSE_VARIABLES) <= set(weights):
+      course = {name: weights.pop(name) for name in cells.COURSE_VARIABLES}
+      for name in cells.COURSE_VARIABLES:
+        expected = ((1 if name[1] == 'b' else self.cell.input_size if name[1] == 'x'
+                     else self.cell.recurrent_size), self.cell.num_nodes)
+        if np.shape(course[name]) != expected:
+          raise ValueError('%r has shape %s; this model needs %s'
+                           % (name, tuple(np.shape(course[name])), expected))
+      for name, value in zip(('x_weights', 'm_weights', 'biases'),
+                             cells.concatenate_gates(course)):
+        weights[name] = value.numpy()
+    for name in variables:
+      if name not in weights:
+        raise ValueError('no %r; this model needs %s' % (name, ', '.join(variables)))
+    for name in weights:
+      if name not in variables:
+        raise ValueError('%r is not a variable of this model (it has %s)'
+                         % (name, ', '.join(variables)))
+    for name, variable in variables.items():
+      if tuple(np.shape(weights[name])) != tuple(variable.shape):
+        raise ValueError('%r has shape %s; this model needs %s'
+                         % (name, tuple(np.shape(weights[name])), tuple(variable.shape)))
+    for name, variable in variables.items():
+      variable.assign(np.asarray(weights[name], np.float32))
 
   @property
   def input_size(self):

@@ -9,6 +9,7 @@ import random
 import sys
 import tempfile
 import types
+import zipfile
 
 import numpy as np
 import tensorflow as tf
@@ -248,6 +249,31 @@ def build_model(settings, vocabulary_size=data.vocabulary_size, stride=1):
                               seed=settings.seed, stride=stride)
 
 
+def read_initial_weights(path):
+  """--init_from's file: name -> array, or one line naming the file."""
+  if os.path.isdir(path) or not os.path.exists(path):
+    fail('--init_from=%s: %s; give an .npz of weights, e.g. written by python -m '
+         'assignment6.course_tf1 --write_init=%s'
+         % (path, 'is a directory' if os.path.isdir(path) else 'no such file', path))
+  if not zipfile.is_zipfile(path):
+    fail('--init_from=%s: is not an .npz file; give the weights as written by numpy.savez, '
+         'e.g. python -m assignment6.course_tf1 --write_init=W.npz' % path)
+  try:
+    with np.load(path, allow_pickle=False) as archive:
+      return {name: archive[name] for name in archive.files}
+  except Exception as error:  # OSError, a zip that is not an .npz, a bare .npy array
+    fail('--init_from=%s: cannot be read as an .npz of weights (%s); give a file written '
+         'by numpy.savez' % (path, checkpoints.first_line(error)))
+
+
+def assign_initial_weights(model, path, weights):
+  """--init_from: the model's initial values, checked for names and shapes."""
+  try:
+    model.assign_initial_weights(weights)
+  except ValueError as error:
+    fail('--init_from=%s: %s' % (path, error))
+
+
 def parameter_count(model):
   return int(sum(np.prod(v.shape) for v in model.trainable_variables))
 
@@ -281,6 +307,9 @@ def _run_language_model(settings, title, variant, bigram_stride):
   if variant == 'bigram' and not settings.embedding_size:
     fail('--variant=bigram: 729 bigrams go in through an embedding; give --embedding_size')
   check_paths(settings, options)
+  initial_weights = None  # a resumed run's weights are its checkpoint's
+  if getattr(settings, 'init_from', None) and not options.resume:
+    initial_weights = read_initial_weights(settings.init_from)
   log = Log()
   silent = lambda line='': None  # a resumed run's opening lines are in its log already
   try:
@@ -315,8 +344,12 @@ def _run_language_model(settings, title, variant, bigram_stride):
       model = build_model(settings)
     valid_tokens = training.tokens_of(model, valid_text)
     valid_batches = training.validation_batches(valid_tokens)
+    if initial_weights is not None:
+      assign_initial_weights(model, settings.init_from, initial_weights)
     trainer = training.Trainer(model, settings.learning_rate, settings.decay_steps,
-                               settings.decay_rate, settings.clip_norm, seed=settings.seed)
+                               settings.decay_rate, settings.clip_norm, seed=settings.seed,
+                               tf1_ref_variables=getattr(settings, 'tf1_ref_variables',
+                                                         False))
   except data.DataError as error:
     fail(str(error))
   except (tf.errors.ResourceExhaustedError, MemoryError):

@@ -10,20 +10,127 @@ of those steps in one call (the faster path; the same numbers).
 `Minibatch perplexity: P`, five samples between rows of `=` every ten summaries, and
 `Validation set perplexity: P`.
 """
+import contextlib
 import math
 import random
+import threading
+import weakref
 
 import numpy as np
 import tensorflow as tf
+from tensorflow.core.protobuf import config_pb2, rewriter_config_pb2
+from tensorflow.python.eager import context
+from tensorflow.python.framework import ops
 
 from assignment6 import data
 from assignment6.models import one_hot
 
-# Grappler's arithmetic optimizer rewrites the sums of the bias gradients inside a
-# while loop's body (`train_steps`) but not in a single step's graph, so the two paths would
-# differ in the last bit of two biases, which SGD at rate 10 grows into different logs.
-# Without it, several steps per call are bit for bit one call per step (and the course's).
-tf.config.optimizer.set_experimental_options({'arithmetic_optimization': False})
+
+# ---------------------------------------------------------------------------- arithmetic
+
+@contextlib.contextmanager
+def course_arithmetic():
+  """The port's own function calls without Grappler's arithmetic optimizer, on this thread.
+
+  The optimizer rewrites the sums of the bias gradients inside a while loop's body
+  (`train_steps`) but not in a single step's graph, so the two paths would differ in the
+  last bit of two biases, which SGD at rate 10 grows into different logs. Without it,
+  several steps per call are bit for bit one call per step (and the course's graph run
+  with the optimizer off).
+
+  TensorFlow reads the option when a function is called, not when it is traced: every
+  eager call of a `tf.function` carries the thread's `function_call_options` (a
+  serialized ConfigProto, rebuilt from the context's config) as its `config_proto`
+  attribute, and the runtime instantiates and optimizes the function once per (function,
+  attributes), so calls inside and outside this block run their own instantiation and
+  switching costs nothing after the first call. Only this thread's call options change
+  for the block (the process-wide `tf.config.optimizer` options are never touched) and
+  they are put back after it.
+  """
+  ctx = context.context()
+  saved = ctx.function_call_options
+  config = config_pb2.ConfigProto()
+  config.ParseFromString(saved.config_proto_serialized)
+  config.graph_options.rewrite_options.arithmetic_optimization = (
+      rewriter_config_pb2.RewriterConfig.OFF)
+  ctx.function_call_options = context.FunctionCallOptions(
+      executor_type=saved.executor_type, config_proto=config)
+  try:
+    yield
+  finally:
+    ctx.function_call_options = saved
+
+
+# ---------------------------------------------------------------- TF1's reference variables
+
+# graph -> {tensor.ref(): the tensor TF1's aliased buffer held when the gradient read it}
+_ALIASES = weakref.WeakKeyDictionary()
+_GRADIENTS = {'MatMul': 'Assignment6Tf1RefMatMul', 'Mul': 'Assignment6Tf1RefMul'}
+_registered = threading.Lock()
+
+
+class _AliasedOp(object):
+  """An op as its gradient sees it with some inputs replaced (the rest is the op's)."""
+
+  def __init__(self, op, inputs):
+    self._op = op
+    self.inputs = inputs
+
+  def __getattr__(self, name):
+    return getattr(self._op, name)
+
+
+def _aliased_gradient(op_type):
+  original = ops._gradient_registry.lookup(op_type)  # TensorFlow's own, fast paths included
+
+  def gradient(op, *grads):
+    aliases = _ALIASES.get(op.graph, {})
+    inputs = [aliases.get(x.ref(), x) for x in op.inputs]
+    if all(a is b for a, b in zip(inputs, op.inputs)):
+      return original(op, *grads)
+    return original(_AliasedOp(op, inputs), *grads)
+
+  return gradient
+
+
+def _register_aliased_gradients():
+  """Register the two gradients once, at the first Trainer that asks for them."""
+  with _registered:
+    for op_type, name in _GRADIENTS.items():
+      try:
+        ops._gradient_registry.lookup(name)
+      except LookupError:
+        ops.RegisterGradient(name)(_aliased_gradient(op_type))
+
+
+@contextlib.contextmanager
+def tf1_reference_reads(saved_output, saved_state):
+  """Build the unroll inside this block to give it the gradient TF1's graph computed.
+
+  With TF1's reference variables, reading `saved_output` and `saved_state` does not copy
+  them: the read aliases the variable's buffer, and the course's
+  `control_dependencies([saved_output.assign(output), saved_state.assign(state)])`
+  overwrites it before the backward pass. So wherever the gradient of the first unrolled
+  step reads them (`o^T dz` for `im, fm, cm, om`, the forget gate's `d(state) * state`),
+  it reads the unroll's last output and state. saved_output, saved_state: the tensors the
+  unroll starts from (read once). Yields `alias(output, state)`, to be called with the
+  unroll's last output and state before `tf.gradients`. Inside the block MatMul and Mul get
+  TensorFlow's own gradients, given the last values in place of those two tensors: the ops
+  and their order are the normal graph's.
+  """
+  _register_aliased_gradients()
+  graph = tf.compat.v1.get_default_graph()
+  aliases = _ALIASES.setdefault(graph, {})
+
+  def alias(output, state):
+    for read, last in ((saved_output, output), (saved_state, state)):
+      aliases[read.ref()] = last
+      for op in read.consumers():  # ConcatCell's o[:, :R]: a whole slice forwards the
+        if op.type == 'StridedSlice' and op.outputs[0].shape == read.shape:  # buffer
+          aliases[op.outputs[0].ref()] = last
+
+  with graph.gradient_override_map(_GRADIENTS):
+    yield alias
 
 
 class Trainer(tf.Module):
@@ -33,11 +140,19 @@ class Trainer(tf.Module):
   clip_norm: the global norm the gradients are clipped to (the course's 1.25).
   seed: the dropout masks' seed (each step folds in its number: a resumed run draws the
   same masks).
+  tf1_ref_variables: the gradient the course's graph computed with TensorFlow 1's
+  reference variables (`tf1_reference_reads`): the first unrolled step's weight and forget
+  gate gradients read the unroll's last output and state where the previous ones belong.
+  False: the gradient the code means (resource variables).
   """
 
   def __init__(self, model, learning_rate=10.0, decay_steps=5000, decay_rate=0.1,
-               clip_norm=1.25, seed=0, name='trainer'):
+               clip_norm=1.25, seed=0, name='trainer', tf1_ref_variables=False):
     super().__init__(name=name)
+    if tf1_ref_variables and getattr(model.cell, 'fused', False):
+      raise ValueError('--tf1_ref_variables needs --cell=course or --cell=concat (the '
+                       'fused kernel\'s gradient cannot be given the aliased reads)')
+    self.tf1_ref_variables = tf1_ref_variables
     self.model = model
     self.initial_learning_rate = learning_rate
     self.decay_steps = decay_steps
@@ -61,7 +176,8 @@ class Trainer(tf.Module):
     Returns the loss, train_prediction (T * B, V) and the learning rate it used: the
     course's `session.run([optimizer, loss, train_prediction, learning_rate])`.
     """
-    return self._step_function(batches)
+    with course_arithmetic():
+      return self._step_function(batches)
 
   def train_steps(self, batches):
     """Several steps in one call: ids (K, T + 1, B) -> losses (K,), the last step's
@@ -70,7 +186,8 @@ class Trainer(tf.Module):
       signature = tf.TensorSpec([None] + list(batches.shape[1:]), tf.int32)
       self._steps_function = tf.function(self._steps, input_signature=[signature],
                                          autograph=False)
-    return self._steps_function(batches)
+    with course_arithmetic():
+      return self._steps_function(batches)
 
   def _step(self, batches):
     loss, logits, learning_rate = self._update(batches)
@@ -98,16 +215,27 @@ class Trainer(tf.Module):
     if model.keep_prob < 1.0:
       dropout_seed = tf.random.experimental.stateless_fold_in(
           tf.constant([self.seed, 0], tf.int64), self.global_step)
-    outputs, output, state = model.unroll(batches[:-1], model.saved_output,
-                                          model.saved_state, dropout_seed)
+    saved_output = tf.convert_to_tensor(model.saved_output)  # read once: (B, P + Q)
+    saved_state = tf.convert_to_tensor(model.saved_state)  # (B, H)
+    if self.tf1_ref_variables:
+      with tf1_reference_reads(saved_output, saved_state) as alias:
+        outputs, output, state = model.unroll(batches[:-1], saved_output, saved_state,
+                                              dropout_seed)
+      alias(output, state)
+    else:
+      outputs, output, state = model.unroll(batches[:-1], saved_output, saved_state,
+                                            dropout_seed)
     logits = model.logits(outputs)  # (T * B, V)
     labels = one_hot(tf.reshape(batches[1:], [-1]), model.vocabulary_size)  # (T * B, V)
     loss = tf.reduce_mean(
         tf.nn.softmax_cross_entropy_with_logits(labels=labels, logits=logits))
-    # Symbolic gradients in the traced graph, as the course's `compute_gradients`: they add
-    # up each variable's contributions in the course's order, so the port's training is
-    # the course's bit for bit (a GradientTape adds them in another order: the same maths,
-    # last-bit differences that SGD at rate 10 grows to 1e-5 within 30 steps).
+    # Symbolic gradients in the traced graph, as the course's `compute_gradients` (and what
+    # `tf1_reference_reads` overrides). Measured (TF 2.16.2 and 2.21, 300 steps against
+    # course_tf1, the course's cell): a GradientTape here gives the same bits too, and so
+    # do `tanh(state) * output_gate` and `i ix + (o im + ib)`; `o im + (i ix + ib)`, the
+    # bias added first, or a sigmoid written through tanh differ from step 1 (step 0 for
+    # the sigmoid) and end 0.2 to 0.7 apart in a prediction. What holds the bits is the
+    # cell's float32 ops in the course's order and grouping, not the choice of tape.
     variables = model.trainable_variables
     gradients = tf.gradients(loss, variables)
     gradients, _ = tf.clip_by_global_norm(gradients, self.clip_norm)
@@ -144,6 +272,11 @@ def validation_logprob(model, valid_batches, valid_size, fast=True):
 
   fast: one `tf.function` call; else the course's one `sample_prediction` per token.
   """
+  with course_arithmetic():
+    return _validation_logprob(model, valid_batches, valid_size, fast)
+
+
+def _validation_logprob(model, valid_batches, valid_size, fast):
   if fast:
     ids = valid_batches.next_ids(valid_size)[:, 0]  # (valid_size + 1,)
     output, state = model.zero_state(1)
@@ -193,6 +326,11 @@ def sample_text(model, length=80, count=5, fast=True):
   fast: all strings in one `tf.function` call, given the same random draws in the same
   order; else the course's one `sample_prediction` call per token.
   """
+  with course_arithmetic():
+    return _sample_text(model, length, count, fast)
+
+
+def _sample_text(model, length, count, fast):
   if is_bigram(model):
     tokens = length // 2 if model.stride == 2 else length - 1
   else:
@@ -233,17 +371,22 @@ def summary_steps(start, num_steps, summary_frequency):
 
 
 def train(trainer, train_batches, valid_batches, num_steps, summary_frequency=100,
-          valid_size=1000, log=print, fast=True, mean_loss=0.0, after_chunk=None):
+          valid_size=1000, log=print, fast=True, mean_loss=0.0, after_chunk=None,
+          step_losses=None):
   """The course's training loop and log, from `trainer.global_step` to `num_steps`.
 
   fast: each chunk of steps between two log lines in one `train_steps` call, validation
   and sampling in one call each; else one call per step and per token, as the course.
   after_chunk(step, mean_loss): called after each chunk (checkpoints); may stop the run
   by returning False.
+  step_losses: a list to which the loss of every step is appended (a float), in order.
   Returns the last validation perplexity per token (None if none was measured).
   """
   model = trainer.model
   validation_perplexity = None
+  # The course adds session.run's np.float32 losses to a Python number: NumPy 1 sums them
+  # in float64, NumPy 2 (NEP 50) in float32. The port adds the same np.float32s the same
+  # way, so its averages print as the course's code prints them under the same NumPy.
   start = int(trainer.global_step.numpy())
   for first, last in summary_steps(start, num_steps, summary_frequency):
     if fast:
@@ -251,12 +394,16 @@ def train(trainer, train_batches, valid_batches, num_steps, summary_frequency=10
       losses, predictions, lr = trainer.train_steps(tf.constant(ids))
       batches = ids[-1]
       for l in losses.numpy():
-        mean_loss += float(l)
+        mean_loss += l  # np.float32, as the course's `mean_loss += l` (see below)
+        if step_losses is not None:
+          step_losses.append(float(l))
     else:
       for _ in range(first, last + 1):
         batches = train_batches.next_ids()
         l, predictions, lr = trainer.train_step(tf.constant(batches))
-        mean_loss += float(l)
+        mean_loss += l.numpy()
+        if step_losses is not None:
+          step_losses.append(float(l))
     if not np.isfinite(mean_loss):
       raise FloatingPointError('the loss became %s by step %d' % (mean_loss, last))
     step = last

@@ -56,9 +56,11 @@ def numpy_cell(p, i, output, state):
             output_gate * np.tanh(new_state))
 
 
-def numpy_step(weights, batches, output, state):
+def numpy_step(weights, batches, output, state, aliased=False):
     """The course's training loss on `batches`, in float64, with its gradients.
 
+    aliased: the gradient TF1's reference variables gave the course's graph: the first
+    step's `o^T dz` and `d(state) * state` read the unroll's last output and state.
     Returns (loss, predictions, final output, final state, gradients by name).
     """
     p = {name: np.asarray(value, np.float64) for name, value in weights.items()}
@@ -88,6 +90,8 @@ def numpy_step(weights, batches, output, state):
     d_state_next = np.zeros_like(state)
     for t in reversed(range(len(inputs))):
         i, o_prev, c_prev, ig, fg, u, og, c = cache[t]
+        if aliased and t == 0:
+            o_prev, c_prev = output, state  # the buffers after the assigns
         d_output = d_hidden[t] + d_output_next
         tanh_c = np.tanh(c)
         d_state = d_state_next + d_output * og * (1.0 - tanh_c ** 2)
@@ -199,6 +203,61 @@ def test_train_step_matches_numpy_forward_and_gradient():
         assert np.abs(grads[name]).max() > 0, name
         np.testing.assert_allclose(updated[name], weights[name] - 10.0 * grads[name],
                                    atol=1e-5, err_msg=name)
+
+
+def test_reference_variables_give_the_first_step_the_last_output_and_state():
+    """use_resource=False: TF1's variables, as the course ran. The update is the float64
+    gradient with the aliased reads; resource variables give the gradient the code means."""
+    weights = random_weights(seed=3)
+    generator = one_hot_batches(made_up_text())
+    first, second = generator.next(), generator.next()
+    zeros = np.zeros((BATCH_SIZE, NUM_NODES))
+    updated = {}
+    for use_resource in (True, False):
+        with course_graph(initial_weights=weights, clip_norm=1e9,
+                          use_resource=use_resource) as graph:
+            for variable in list(graph._weights.values()) + [graph.tensors.saved_output,
+                                                             graph.tensors.saved_state]:
+                kind = type(variable).__name__
+                assert kind == ("ResourceVariable" if use_resource else "RefVariable"), kind
+            graph.train_step(first)  # from zeros: the aliased reads are the last values
+            carried_output, carried_state = graph.saved_state_values()
+            after_first = graph.weights()
+            graph.train_step(second)  # from the carried state
+            updated[use_resource] = graph.weights()
+        for aliased in (False, True):
+            *_, grads = numpy_step(weights, first, zeros, zeros, aliased=aliased)
+            close = all(np.allclose(after_first[name], weights[name] - 10.0 * grads[name],
+                                    atol=1e-5) for name in course_tf1.WEIGHT_NAMES)
+            assert close == (aliased != use_resource), (use_resource, aliased)
+        *_, grads = numpy_step(after_first, second, carried_output, carried_state,
+                               aliased=not use_resource)
+        for name in course_tf1.WEIGHT_NAMES:
+            np.testing.assert_allclose(updated[use_resource][name],
+                                       after_first[name] - 10.0 * grads[name], atol=1e-5,
+                                       err_msg=name)
+
+
+def test_the_session_has_its_own_config_without_the_arithmetic_optimizer():
+    from tensorflow.core.protobuf import rewriter_config_pb2
+    with course_graph(seed=0) as graph:
+        rewrite = graph.session._config.graph_options.rewrite_options
+        assert rewrite.arithmetic_optimization == rewriter_config_pb2.RewriterConfig.OFF
+    with course_graph(seed=0, arithmetic_optimization=True) as graph:
+        rewrite = graph.session._config.graph_options.rewrite_options
+        assert rewrite.arithmetic_optimization == rewriter_config_pb2.RewriterConfig.DEFAULT
+
+
+def test_write_init_writes_the_graphs_initial_weights(tmp_path):
+    path = str(tmp_path / "W.npz")
+    course_tf1.main(["--write_init", path, "--seed", "5", "--num_nodes", str(NUM_NODES)])
+    with np.load(path) as f:
+        written = {name: f[name] for name in f.files}
+    assert sorted(written) == sorted(course_tf1.WEIGHT_NAMES)
+    expected = course_tf1.initial_weights(5, num_nodes=NUM_NODES)
+    for name in course_tf1.WEIGHT_NAMES:
+        np.testing.assert_array_equal(written[name], expected[name], err_msg=name)
+    assert not np.array_equal(written["ix"], course_tf1.initial_weights(6, num_nodes=NUM_NODES)["ix"])
 
 
 def test_gradients_are_clipped_by_their_global_norm():
