@@ -123,17 +123,41 @@ def test_validation_in_one_call_equals_the_courses_loop():
   graph.close()
 
 
-def test_samples_in_one_call_equal_the_courses_loop():
+def course_samples(graph):
+  """The notebook's sampling cell on the course's graph (`course_tf1`): five sentences,
+  each from a reset state, one `sample_prediction` per character."""
+  sentences = []
+  for _ in range(5):
+    feed = course_tf1.sample(course_tf1.random_distribution())
+    sentence = course_tf1.characters(feed)[0]
+    graph.reset_sample_state()
+    for _ in range(79):
+      prediction = graph.sample_prediction(feed)
+      feed = course_tf1.sample(prediction)
+      sentence += course_tf1.characters(feed)[0]
+    sentences.append(sentence)
+  return sentences
+
+
+@pytest.mark.parametrize('seed', [11, 12])
+def test_samples_in_one_call_equal_the_courses_loop(seed):
+  """From the same weights and the same seeds of Python's and NumPy's generators, the
+  samples drawn in one call are the course's own (its graph, its sampling loop), and the
+  port's loop of one call per character gives the same."""
   model = trained_model()
-  random.seed(11)
-  np.random.seed(11)
-  fast = training.sample_text(model)
-  random.seed(11)
-  np.random.seed(11)
-  plain = training.sample_text(model, fast=False)
-  assert fast == plain
-  assert len(fast) == 5 and all(len(s) == 80 for s in fast)
-  assert all(set(s) <= set('abcdefghijklmnopqrstuvwxyz ') for s in fast)
+  graph = course_tf1.CourseGraph(**SIZES, initial_weights=course_weights(model))
+  drawn = {}
+  for name, draw in (('one call', training.sample_text),
+                     ('per character', lambda m: training.sample_text(m, fast=False)),
+                     ('course', lambda m: course_samples(graph))):
+    random.seed(seed)
+    np.random.seed(seed)
+    drawn[name] = draw(model)
+  graph.close()
+  assert drawn['one call'] == drawn['course']
+  assert drawn['per character'] == drawn['course']
+  assert len(set(drawn['course'])) == 5 and all(len(s) == 80 for s in drawn['course'])
+  assert all(set(s) <= set('abcdefghijklmnopqrstuvwxyz ') for s in drawn['course'])
 
 
 def test_fast_and_plain_runs_print_the_same_log():
