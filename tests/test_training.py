@@ -195,22 +195,27 @@ def test_evaluation_is_the_validation_path():
 
 
 def test_fused_kernel_follows_the_concat_cell():
-  """--cell=fused (BlockLSTMV2) against --cell=concat from the same weights: losses,
-  predictions and weights within float32 tolerance for 20 steps, validation and samples."""
+  """--cell=fused (TensorFlow's BlockLSTM) against --cell=concat from the same weights, with
+  dropout: losses, predictions and weights for 20 steps, then validation.
+
+  The tolerances are float32's: measured over seeds 1, 2, 9 on TensorFlow 2.16.2 and 2.21
+  (largest differences: losses 8.7e-8 relative, predictions 5.4e-7, weights 9.5e-7 absolute,
+  validation 7.8e-8 relative), with a margin of about five to ten."""
   concat, concat_trainer = build('concat', seed=9, keep_prob=0.7)
   fused, fused_trainer = build('fused', seed=9, keep_prob=0.7)
   for a, b in zip(concat.trainable_variables, fused.trainable_variables):
     np.testing.assert_array_equal(a.numpy(), b.numpy())
-  for ids in iter_batches(20):
+  for step, ids in enumerate(iter_batches(20)):
     l1, p1, _ = concat_trainer.train_step(tf.constant(ids))
     l2, p2, _ = fused_trainer.train_step(tf.constant(ids))
-    np.testing.assert_allclose(float(l2), float(l1), rtol=1e-4)
-    np.testing.assert_allclose(p2.numpy(), p1.numpy(), rtol=1e-3, atol=1e-5)
+    np.testing.assert_allclose(float(l2), float(l1), rtol=1e-6, err_msg='step %d' % step)
+    np.testing.assert_allclose(p2.numpy(), p1.numpy(), rtol=1e-5, atol=3e-6,
+                               err_msg='step %d' % step)
   for a, b in zip(concat.trainable_variables, fused.trainable_variables):
-    np.testing.assert_allclose(b.numpy(), a.numpy(), rtol=1e-3, atol=1e-4)
+    np.testing.assert_allclose(b.numpy(), a.numpy(), rtol=1e-5, atol=5e-6, err_msg=a.name)
   text = made_up_text(200)[:400]
   np.testing.assert_allclose(training.evaluate_text(fused, text),
-                             training.evaluate_text(concat, text), rtol=1e-4)
+                             training.evaluate_text(concat, text), rtol=1e-6)
 
 
 @pytest.mark.parametrize('cell', ['course', 'fused'])
