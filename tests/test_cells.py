@@ -4,7 +4,9 @@ The reference (`numpy_cell`) is Sak, Senior & Beaufays (2014), eqs. 1-8, written
 from the package; its gradients are central differences in float64. Every cell is run
 eagerly and under `tf.function`.
 """
+import importlib
 import itertools
+import os
 
 import numpy as np
 import pytest
@@ -212,6 +214,22 @@ def test_fused_cell_refuses_projections():
     cells.make_cell('fused', 27, 8, num_proj=4)
 
 
+def legacy_cells():
+  """TensorFlow 1's legacy cells from `tf_keras` (in the test extra, as pytest is).
+
+  Missing, the test fails rather than skips: a suite run without the extra would otherwise
+  pass with this reference silently gone. ASSIGNMENT6_ALLOW_SKIPS=1 skips it instead, for
+  an environment where tf_keras cannot be installed.
+  """
+  try:
+    return importlib.import_module('tf_keras.src.layers.rnn.legacy_cells')
+  except ImportError as error:
+    if os.environ.get('ASSIGNMENT6_ALLOW_SKIPS'):
+      pytest.skip('tf_keras cannot be imported (%s)' % error)
+    pytest.fail("tf_keras, of the test extra, cannot be imported (%s); pip install -e "
+                "'.[test]', or set ASSIGNMENT6_ALLOW_SKIPS=1 to skip this test" % error)
+
+
 @pytest.mark.filterwarnings('ignore:`tf.nn.rnn_cell.LSTMCell` is deprecated')
 @pytest.mark.parametrize('peepholes,num_proj', [(False, None), (True, None), (True, 3),
                                                 (False, 3)])
@@ -219,11 +237,11 @@ def test_concat_cell_equals_the_legacy_tensorflow_lstm_cell(peepholes, num_proj)
   """The legacy `LSTMCell(use_peepholes=..., num_proj=...)` of TensorFlow 1, kept in the
   `tf_keras` package (a test extra): the same outputs, state and input gradients once its
   weights are ours, its gates mapped from `GATES` order to its own (i, j, f, o)."""
-  legacy_cells = pytest.importorskip('tf_keras.src.layers.rnn.legacy_cells')
+  legacy_module = legacy_cells()
   cell = cells.ConcatCell(INPUT, H, peepholes=peepholes, num_proj=num_proj, seed=8)
   randomize(cell)
-  legacy = legacy_cells.LSTMCell(H, use_peepholes=peepholes, num_proj=num_proj,
-                                 forget_bias=0.0)
+  legacy = legacy_module.LSTMCell(H, use_peepholes=peepholes, num_proj=num_proj,
+                                  forget_bias=0.0)
   x, o, c = (tf.constant(a, tf.float32) for a in random_inputs(cell))
   legacy(x, (c, o))  # builds its variables
 

@@ -25,6 +25,9 @@ BASH = shutil.which("bash")
 FOUND = "Found and verified text8.zip"
 PREFIX = "text8_download.sh: "
 NOTE = PREFIX + "note: "
+# The course's `maybe_download('text8.zip', 31344016)` from `url = 'http://mattmahoney.net/dc/'`.
+COURSE_URL = "http://mattmahoney.net/dc/text8.zip"
+COURSE_SIZE = 31_344_016
 # What the script runs besides curl or wget and its zip checker (unzip or python3).
 BASE_TOOLS = ["bash", "wc", "rm", "mv"]
 
@@ -146,12 +149,15 @@ def tool_path(tmp_path, tools):
 
 
 def script_env(directory, url, size, path=None):
-    """The environment: TEXT8_URL=url, TEXT8_SIZE=size, no proxies, HOME beside `directory`."""
+    """The environment: TEXT8_URL=url, TEXT8_SIZE=size (none if None: the script's default),
+    no proxies, HOME beside `directory`."""
     env = {key: value for key, value in os.environ.items()
            if not key.lower().endswith("_proxy") and not key.startswith("TEXT8_")}
     home = pathlib.Path(directory).parent / "home"  # wget writes ~/.wget-hsts
     home.mkdir(exist_ok=True)
-    env.update(TEXT8_URL=url, TEXT8_SIZE=str(size), HOME=str(home), no_proxy="*")
+    env.update(TEXT8_URL=url, HOME=str(home), no_proxy="*")
+    if size is not None:
+        env["TEXT8_SIZE"] = str(size)
     if path is not None:
         env["PATH"] = path
     return env
@@ -181,6 +187,45 @@ def assert_failed(result, *words):
 
 def files(directory):
     return sorted(path.name for path in directory.iterdir())
+
+
+def zip_of_size(path, size):
+    """A sound zip of exactly `size` bytes holding one stored member `text8`."""
+    overhead = len(make_stored_zip(path, 0))
+    return make_stored_zip(path, size - overhead)
+
+
+def make_stored_zip(path, length):
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as archive:
+        archive.writestr("text8", b" anarchism" * (length // 10) + b" " * (length % 10))
+    return pathlib.Path(path).read_bytes()
+
+
+def test_the_defaults_are_the_courses(tmp_path):
+    """Without TEXT8_URL and TEXT8_SIZE the script names the course's URL and size."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("TEXT8_")}
+    result = subprocess.run([BASH, SCRIPT, "--help"], capture_output=True, text=True,
+                            timeout=60, cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr
+    assert f"Download {COURSE_URL} into DIR/text8.zip" in result.stdout
+    assert f"verify it: {COURSE_SIZE} bytes" in result.stdout
+
+
+def test_the_default_size_is_the_courses(tmp_path, server, data_dir):
+    """TEXT8_URL only: a sound zip of the course's 31,344,016 bytes is accepted with no
+    note, one byte fewer is refused naming the expected size."""
+    server.body = zip_of_size(tmp_path / "served.zip", COURSE_SIZE)
+    assert len(server.body) == COURSE_SIZE
+    result = run(data_dir, server.url, None)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""  # no "TEXT8_SIZE=... replaces the expected size" note
+    assert result.stdout.splitlines()[-1] == FOUND
+    assert (data_dir / "text8.zip").stat().st_size == COURSE_SIZE
+    (data_dir / "text8.zip").unlink()
+    server.body = zip_of_size(tmp_path / "served.zip", COURSE_SIZE - 1)
+    result = run(data_dir, server.url, None)
+    assert_failed(result, f"sent {COURSE_SIZE - 1} bytes, not the expected {COURSE_SIZE}")
+    assert files(data_dir) == []
 
 
 @pytest.mark.parametrize("checker", ["unzip", "python3"])

@@ -1,4 +1,5 @@
 """Problem 2's pieces: bigram batches and labels, bits per character, dropout."""
+import itertools
 import math
 
 import numpy as np
@@ -131,9 +132,89 @@ def test_kept_fraction_matches_keep_prob(keep_prob):
   assert abs(kept - n * keep_prob) < 5 * sigma
 
 
-def test_training_with_dropout_draws_new_masks_each_step():
+def record_masks(model, num_unrollings):
+  """Make `model.dropout` keep the masks (1 kept, 0 dropped) of the last step traced through
+  it in variables; returns a function that reads them: the T input masks (B, E), then the
+  T output masks (B, H)."""
+  masks = ([tf.Variable(tf.zeros([model.batch_size, model.input_size]))
+            for _ in range(num_unrollings)] +
+           [tf.Variable(tf.zeros([model.batch_size, model.cell.output_size]))
+            for _ in range(num_unrollings)])
+  dropout, calls = model.dropout, itertools.count()
+
+  def recording(x, seed):
+    y = dropout(x, seed)
+    masks[next(calls) % len(masks)].assign(tf.cast(tf.not_equal(y, 0), tf.float32))
+    return y
+
+  model.dropout = recording
+  return lambda: [m.numpy() for m in masks]
+
+
+def test_two_steps_drop_different_units_on_the_same_batch():
+  """From the same weights and state, the same batch: step 1 drops other units than step 0
+  (about half of them differ at keep 0.5), and step 0 again drops the same ones."""
   model = bigram_model(keep_prob=0.5)
-  trainer = training.Trainer(model)
+  trainer = training.Trainer(model, seed=3)
+  read = record_masks(model, 5)
+  batch = tf.constant(data.BigramBatchGenerator(made_up_text(3000), 8, 5).next())
+  start = [v.numpy() for v in model.variables]
+
+  def step_from_start(step):
+    for variable, value in zip(model.variables, start):
+      variable.assign(value)
+    trainer.global_step.assign(step)
+    loss = float(trainer.train_step(batch)[0])
+    return loss, read()
+
+  loss, masks = step_from_start(0)
+  again, masks_again = step_from_start(0)
+  other, other_masks = step_from_start(1)
+  assert again == loss and other != loss
+  for a, b, c in zip(masks, masks_again, other_masks):
+    assert 0.3 < a.mean() < 0.7
+    np.testing.assert_array_equal(a, b)
+    assert 0.35 < np.mean(a != c) < 0.65  # independent masks: half the units differ
+
+
+def test_a_resumed_run_draws_the_same_masks(tmp_path):
+  """Six steps at once, and three steps, a checkpoint, and three more in new objects
+  (TensorFlow's global seed changed between): the same masks and losses at steps 3-5,
+  also when the three run in one `train_steps` call."""
   batches = data.BigramBatchGenerator(made_up_text(3000), 8, 5)
-  losses = [float(trainer.train_step(tf.constant(batches.next()))[0]) for _ in range(3)]
-  assert all(np.isfinite(losses))
+  ids = [batches.next() for _ in range(6)]
+
+  def new_run():
+    model = bigram_model(keep_prob=0.5, seed=4)
+    return model, training.Trainer(model, seed=4), record_masks(model, 5)
+
+  model, trainer, read = new_run()
+  uninterrupted = []
+  for batch in ids:
+    loss = float(trainer.train_step(tf.constant(batch))[0])
+    uninterrupted.append((loss, read()))
+  model, trainer, _ = new_run()
+  for batch in ids[:3]:
+    trainer.train_step(tf.constant(batch))
+  path = tf.train.Checkpoint(model=model, trainer=trainer).save(str(tmp_path / 'ckpt'))
+  for fast in (False, True):
+    tf.random.set_seed(1234)
+    tf.random.uniform([3])
+    model, trainer, read = new_run()
+    tf.train.Checkpoint(model=model, trainer=trainer).restore(path).assert_consumed()
+    assert int(trainer.global_step) == 3
+    if fast:
+      losses = trainer.train_steps(tf.constant(np.stack(ids[3:])))[0].numpy()
+      assert list(losses) == [loss for loss, _ in uninterrupted[3:]]
+      resumed = [read()]  # the last step's
+      expected = [uninterrupted[5][1]]
+    else:
+      resumed = [(float(trainer.train_step(tf.constant(batch))[0]), read())
+                 for batch in ids[3:]]
+      assert [loss for loss, _ in resumed] == [loss for loss, _ in uninterrupted[3:]]
+      resumed = [masks for _, masks in resumed]
+      expected = [masks for _, masks in uninterrupted[3:]]
+    for got, want in zip(resumed, expected):
+      for a, b in zip(got, want):
+        np.testing.assert_array_equal(a, b)
+  assert np.mean(uninterrupted[3][1][0] != uninterrupted[4][1][0]) > 0.3

@@ -275,6 +275,51 @@ def test_a_damaged_index_file_falls_back_to_the_checkpoints_on_disk(copy_of_fini
       'ckpt-40')
 
 
+MODELS = {  # name: (variant, settings) of the models besides the course's
+    'bigram': ('bigram', dict(cell='concat', embedding_size=8)),
+    'embedding': ('character', dict(cell='concat', embedding_size=8)),
+    'concat': ('character', dict(cell='concat')),
+    'fused': ('character', dict(cell='fused')),
+    'dropout': ('bigram', dict(cell='concat', embedding_size=8, keep_prob=0.5)),
+}
+
+
+@pytest.mark.parametrize('name', MODELS)
+def test_every_model_interrupted_resumes_exactly(name, tmp_path, capsys, corpus,
+                                                 monkeypatch):
+  """Each model's run, stopped where it would save step 20 (its log is at step 20, its
+  newest checkpoint at step 10), then resumed: the log file byte for byte and every tensor
+  of the last checkpoint equal an uninterrupted run's. A log line every 2 steps, so the
+  samples of step 20 are drawn after the resume."""
+  variant, model_settings = MODELS[name]
+  common = dict(model_settings, data=str(corpus), summary_frequency=2)
+  status, _, err = run_in_process(capsys, variant, log_file=str(tmp_path / 'a.log'),
+                                  checkpoint_dir=str(tmp_path / 'a'), **common)
+  assert status == 0, err
+  save = checkpoints.Checkpointer.save
+
+  def interrupted(checkpointer, step, *args):
+    if step == 20:
+      raise KeyboardInterrupt
+    return save(checkpointer, step, *args)
+
+  with monkeypatch.context() as patch:
+    patch.setattr(checkpoints.Checkpointer, 'save', interrupted)
+    status, _, err = run_in_process(capsys, variant, log_file=str(tmp_path / 'b.log'),
+                                    checkpoint_dir=str(tmp_path / 'b'), **common)
+  assert status == 130, err
+  stopped = (tmp_path / 'b.log').read_text()
+  assert 'Average loss at step 20:' in stopped and stopped.count('=' * 80) == 4
+  status, out, err = run_in_process(capsys, variant, log_file=str(tmp_path / 'b.log'),
+                                    checkpoint_dir=str(tmp_path / 'b'), resume=True,
+                                    **common)
+  assert status == 0, err
+  assert 'resuming from %s at step 11' % (tmp_path / 'b' / 'ckpt-10') in err
+  assert out.startswith('Average loss at step 12:') and out.count('=' * 80) == 2
+  assert (tmp_path / 'b.log').read_bytes() == (tmp_path / 'a.log').read_bytes()
+  assert_same_checkpoint(str(tmp_path / 'a' / 'ckpt-35'), str(tmp_path / 'b' / 'ckpt-35'))
+
+
 # ---------------------------------------------------------------------------- killed runs
 
 KILL_ARGS = ['--num_steps=601', '--summary_frequency=50', '--checkpoint_every=100',
@@ -301,9 +346,10 @@ def uninterrupted(tmp_path_factory):
   return folder
 
 
-def resume_and_compare(folder, uninterrupted):
-  """Resume the run in `folder`; its log file and last checkpoint equal the reference's."""
-  command, env = script('lstm', *KILL_ARGS, '--data=%s' % (uninterrupted / 'small.txt'),
+def resume_and_compare(folder, uninterrupted, module='lstm', args=KILL_ARGS, last=600):
+  """Resume the run in `folder` (the script `module` with `args`); its log file and last
+  checkpoint (`ckpt-<last>`) equal the reference's."""
+  command, env = script(module, *args, '--data=%s' % (uninterrupted / 'small.txt'),
                         '--log_file=%s' % (folder / 'run.log'),
                         '--checkpoint_dir=%s' % (folder / 'ck'), '--resume')
   result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
@@ -311,8 +357,8 @@ def resume_and_compare(folder, uninterrupted):
   reference = (uninterrupted / 'run.log').read_text()
   assert result.stdout and reference.endswith(result.stdout)  # the lines after the resume
   assert (folder / 'run.log').read_bytes() == (uninterrupted / 'run.log').read_bytes()
-  assert_same_checkpoint(str(uninterrupted / 'ck' / 'ckpt-600'),
-                         str(folder / 'ck' / 'ckpt-600'))
+  assert_same_checkpoint(str(uninterrupted / 'ck' / ('ckpt-%d' % last)),
+                         str(folder / 'ck' / ('ckpt-%d' % last)))
   return result
 
 
@@ -381,6 +427,54 @@ def test_killed_inside_a_checkpoint_write_resumes_from_a_complete_one(uninterrup
   assert 'ckpt-%d is damaged or incomplete' % step in result.stderr
   assert 'resuming from %s/ckpt-%d at step %d' % (directory, step - 100,
                                                   step - 99) in result.stderr
+
+
+SCRIPTS = {  # Problem 1's and 2's scripts, each with its own flags' defaults
+    'problem1': [],
+    'problem2': ['--variant=bigram', '--keep_prob=0.5', '--embedding_size=16'],
+}
+SCRIPT_ARGS = ['--num_steps=301', '--summary_frequency=25', '--checkpoint_every=100',
+               '--batch_size=8', '--num_nodes=16', '--valid_size=200']
+
+
+@pytest.mark.parametrize('module', SCRIPTS)
+def test_problem_scripts_killed_at_a_random_step_resume_exactly(module, tmp_path):
+  """`python -m assignment6.problem1` and `problem2` (bigrams with dropout) as a learner runs
+  them: SIGKILL at a random logged step, --resume, and the log file and last checkpoint
+  equal an uninterrupted run's (which runs at the same time)."""
+  seed = random.randrange(10**6)
+  rng = random.Random(seed)
+  kill_after = rng.randrange(125, 251, 25)  # ckpt-100 is written by then; 50 steps left
+  reference, run = tmp_path / 'reference', tmp_path / 'run'
+  reference.mkdir()
+  run.mkdir()
+  (reference / 'small.txt').write_text(made_up_text(3000))
+  args = SCRIPTS[module] + SCRIPT_ARGS
+  outputs = dict(data=reference / 'small.txt', log_file=reference / 'run.log',
+                 checkpoint_dir=reference / 'ck')
+  command, env = script(module, *args, *('--%s=%s' % item for item in outputs.items()))
+  uninterrupted = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.PIPE, text=True)
+  try:
+    command, env = script(module, *args, '--data=%s' % (reference / 'small.txt'),
+                          '--log_file=%s' % (run / 'run.log'),
+                          '--checkpoint_dir=%s' % (run / 'ck'))
+
+    def reached(line):
+      match = re.match(r'Average loss at step (\d+):', line)
+      return match and int(match.group(1)) >= kill_after
+
+    process = kill_when(command, env, 'stdout', reached, rng.uniform(0, 0.05))
+    _, err = uninterrupted.communicate(timeout=600)
+  finally:
+    uninterrupted.kill()
+  assert uninterrupted.returncode == 0 and err == '', err
+  assert process.returncode == -signal.SIGKILL, 'it ended before the kill (seed %d)' % seed
+  log = (reference / 'run.log').read_text()
+  assert log.startswith('Corpus: ') and 'Parameters: ' in log and '(cell concat,' in log
+  assert ('Characters per token: 2' in log) == (module == 'problem2')
+  assert log.startswith((run / 'run.log').read_text())
+  resume_and_compare(run, reference, module, args, last=300)
 
 
 # ---------------------------------------------------------------------------- bad data
