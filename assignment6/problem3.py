@@ -156,8 +156,10 @@ def check_directories():
       summaries.check_logdir(FLAGS.logdir, FLAGS.resume, FLAGS.overwrite)
     except summaries.LogdirError as error:
       sys.exit('problem3: %s' % error)
-  if not FLAGS.resume and checkpoints.holds_checkpoints(directory):
-    checkpoints.remove_checkpoints(directory)  # --overwrite
+  if not FLAGS.resume and FLAGS.overwrite:
+    checkpoints.remove_checkpoints(directory)
+    if FLAGS.logdir:
+      summaries.remove_events(FLAGS.logdir)
 
 
 def newest_complete_checkpoint(directory):

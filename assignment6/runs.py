@@ -207,6 +207,16 @@ def check_paths(settings, options):
     if problem:
       fail('--checkpoint_dir=%s: cannot be written (%s); give a writable directory'
            % (checkpoint_dir, problem))
+  logdir = getattr(options, 'logdir', None)
+  if logdir:  # TensorBoard's event files (assignment6.summaries)
+    try:
+      summaries.check_logdir(logdir, options.resume, options.overwrite)
+    except summaries.LogdirError as error:
+      fail(str(error))
+    problem = unwritable(os.path.abspath(logdir))
+    if problem:
+      fail('--logdir=%s: cannot be written (%s); give a writable directory'
+           % (logdir, problem))
 
 
 def same_path(a, b):
@@ -324,11 +334,8 @@ def _run_language_model(settings, title, variant, bigram_stride):
   except (tf.errors.ResourceExhaustedError, MemoryError):
     fail('out of memory for this model; give a smaller --num_nodes, --embedding_size or '
          '--batch_size')
-  if options.logdir:
-    try:
-      summaries.check_logdir(options.logdir, options.resume, options.overwrite)
-    except summaries.LogdirError as error:
-      fail(str(error))
+  if options.logdir and options.overwrite and not options.resume:
+    summaries.remove_events(options.logdir)  # a new run's curves (checked: check_paths)
   checkpointer = open_checkpoints(settings, options, variant, bigram_stride, text, model,
                                   trainer, train_batches, valid_batches)
   mean_loss, kept = 0.0, None

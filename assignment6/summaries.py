@@ -37,19 +37,18 @@ def event_files(logdir):
 
 
 def check_logdir(logdir, resume=False, overwrite=False):
-  """Refuse a --logdir that is a file, or (for a new run) holds event files.
-
-  Called before anything is written. With --overwrite, a new run deletes the event files
-  there (only those).
-  """
+  """Refuse a --logdir that is a file, or (for a new run) holds event files, unless
+  --overwrite (then `remove_events` once the run's inputs are checked). Writes nothing."""
   if os.path.exists(logdir) and not os.path.isdir(logdir):
     raise LogdirError('--logdir=%s: is a file; give a directory' % logdir)
-  if resume or not event_files(logdir):
-    return
-  if not overwrite:
+  if not resume and not overwrite and event_files(logdir):
     raise LogdirError('--logdir=%s: holds the event files of a run; add --resume to '
                       'continue its curves, --overwrite to delete them, or give another '
                       'directory' % logdir)
+
+
+def remove_events(logdir):
+  """Delete the event files in `logdir` (only those): --overwrite's new run."""
   for path in event_files(logdir):
     os.remove(path)
 
