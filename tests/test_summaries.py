@@ -21,8 +21,9 @@ from conftest import made_up_text
 
 DEFAULTS = {flag.name: flag.default
             for flag in flags.FLAGS.get_flags_for_module('assignment6.flags')}
-SMALL = dict(num_steps=41, summary_frequency=10, checkpoint_every=10, batch_size=4,
+SMALL = dict(num_steps=51, summary_frequency=5, checkpoint_every=20, batch_size=4,
              num_unrollings=5, num_nodes=8, valid_size=100, compare=False)
+STEPS = list(range(0, 51, 5))  # the logged steps; samples at 0 and 50
 
 
 def settings(**overrides):
@@ -93,7 +94,7 @@ def test_scalars_equal_the_printed_log(logged):
     assert [step for step, _ in scalars[tag]] == [step for step, _ in rows], tag
     for (_, value), (_, figure) in zip(scalars[tag], rows):
       assert_equal_to_printed(value, figure)
-  assert [s for s, _ in printed['loss/average']] == [0, 10, 20, 30, 40]
+  assert [s for s, _ in printed['loss/average']] == STEPS
   # Bits per character: log2 of the validation perplexity; the last one is the final
   # line's (the same 100 characters from a reset state).
   for (_, bits), (_, perplexity) in zip(scalars['bits_per_character/validation'],
@@ -102,17 +103,19 @@ def test_scalars_equal_the_printed_log(logged):
   final = re.search(r'bits_per_character ([\d.]+)', log).group(1)
   assert_equal_to_printed(scalars['bits_per_character/validation'][-1][1], final)
   speeds = scalars['speed/steps_per_second']
-  assert [s for s, _ in speeds] == [0, 10, 20, 30, 40] and all(v > 0 for _, v in speeds)
+  assert [s for s, _ in speeds] == STEPS and all(v > 0 for _, v in speeds)
 
 
 def test_samples_and_flags_are_written_as_text(logged):
   folder, log, _ = logged
   texts = summaries.read_texts(str(folder / 'tb'))
-  samples = log.split('=' * 80)[1].strip().split('\n')
-  assert len(samples) == 5
-  assert texts['samples'] == [(0, '\n\n'.join('    ' + s for s in samples))]
+  blocks = log.split('=' * 80)[1::2]  # the samples at steps 0 and 50
+  assert len(blocks) == 2 and all(len(b.strip().split('\n')) == 5 for b in blocks)
+  assert texts['samples'] == [
+      (step, '\n\n'.join('    ' + s for s in block.strip().split('\n')))
+      for step, block in zip((0, 50), blocks)]
   [(step, table)] = texts['flags']
-  assert step == 0 and '| --num_nodes | 8 |' in table and '| --num_steps | 41 |' in table
+  assert step == 0 and '| --num_nodes | 8 |' in table and '| --num_steps | 51 |' in table
 
 
 def test_writing_summaries_changes_nothing_printed(logged):
@@ -122,13 +125,13 @@ def test_writing_summaries_changes_nothing_printed(logged):
 
 def test_a_resumed_run_continues_the_curves_without_duplicated_steps(logged, tmp_path,
                                                                      capsys):
-  """As if killed after step 30's line and before its checkpoint: the event file holds
-  steps 0-30 (and 40), the newest checkpoint is step 20's."""
+  """As if the run was killed after writing the events of steps 25-50 but before their
+  checkpoints were complete: the newest checkpoint is step 20's."""
   folder, log, _ = logged
   run_folder = tmp_path / 'run'
   shutil.copytree(folder, run_folder)
   for name in os.listdir(run_folder / 'ck'):
-    if re.match(r'ckpt-(30|40)\.', name):
+    if re.match(r'ckpt-(40|50)\.', name):
       os.remove(run_folder / 'ck' / name)
   status, out, err = run(capsys, data=str(run_folder / 'small.txt'),
                          logdir=str(run_folder / 'tb'), checkpoint_dir=str(run_folder / 'ck'),
@@ -141,7 +144,7 @@ def test_a_resumed_run_continues_the_curves_without_duplicated_steps(logged, tmp
   assert set(resumed) == set(reference)
   for tag in reference:
     steps = [step for step, _ in resumed[tag]]
-    assert steps == [0, 10, 20, 30, 40], (tag, steps)  # once each, in order
+    assert steps == STEPS, (tag, steps)  # once each, in order
     if tag != 'speed/steps_per_second':
       assert resumed[tag] == reference[tag], tag
   assert len(summaries.event_files(str(run_folder / 'tb'))) == 2  # one per (re)start
@@ -181,4 +184,5 @@ def test_a_used_logdir_is_refused_unless_overwrite(logged, tmp_path, capsys):
   assert status == 0, err
   [path] = summaries.event_files(str(tmp_path / 'tb'))
   assert os.path.basename(path) not in before
-  assert [s for s, _ in summaries.read_scalars(str(tmp_path / 'tb'))['loss/average']] == [0, 10]
+  assert [s for s, _ in summaries.read_scalars(str(tmp_path / 'tb'))['loss/average']] == [
+      0, 5, 10]
