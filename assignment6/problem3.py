@@ -1,10 +1,16 @@
 """Problem 3: train a sequence-to-sequence LSTM that mirrors every word, or use one.
 
     python -m assignment6.problem3                      # train (about 9 minutes on 2 cores)
+    python -m assignment6.problem3 --resume             # continue it after a stop
     python -m assignment6.problem3 --mirror "the quick brown fox"   # with the saved model
 
+A trained model in --checkpoint_dir is kept: a new run there needs --overwrite. The run
+saves a checkpoint (`tf.train.CheckpointManager`: the model, Adam, the batch generator's
+state, the settings) every --checkpoint_every steps at a log line and at its end; --resume
+continues from the newest complete one and ends as an uninterrupted run ends.
 The model and data code is `assignment6.mirror`; this is the command line.
 """
+import os
 import random
 import sys
 import zlib
@@ -142,6 +148,8 @@ def compare_settings(saved, current):
 def check_directories():
   """Before anything is read: a trained model is kept unless --resume or --overwrite."""
   directory = FLAGS.checkpoint_dir
+  if os.path.exists(directory) and not os.path.isdir(directory):
+    sys.exit('problem3: --checkpoint_dir=%s: is a file; give a directory' % directory)
   if FLAGS.resume:
     if not checkpoints.candidates(directory):
       sys.exit('problem3: --checkpoint_dir=%s: no checkpoint to resume; train without '
