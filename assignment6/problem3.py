@@ -213,13 +213,22 @@ def train():
   if FLAGS.resume:
     path = newest_complete_checkpoint(FLAGS.checkpoint_dir)
     try:
+      saved = tf.train.load_checkpoint(path).get_tensor(
+          'progress/settings/.ATTRIBUTES/VARIABLE_VALUE').decode('utf-8')
+    except (KeyError, ValueError, tf.errors.OpError):
+      sys.exit('problem3: --checkpoint_dir=%s: %s holds no training to resume (written '
+               'by another version?); train a new model with --overwrite or give another '
+               '--checkpoint_dir' % (FLAGS.checkpoint_dir, path))
+    notes = compare_settings(saved, settings)  # another model or text: one line, exit
+    try:
       with checkpoints.quiet_logging():
         saver.restore(path).assert_consumed()
     except (AssertionError, ValueError, tf.errors.OpError) as error:
       sys.exit('problem3: --checkpoint_dir=%s: %s is not a checkpoint of this script\'s '
                'training (%s); give another --checkpoint_dir'
                % (FLAGS.checkpoint_dir, path, checkpoints.first_line(error)))
-    for line in compare_settings(progress.apply(rng), settings):
+    progress.apply(rng)
+    for line in notes:
       print('problem3: note: %s' % line, file=sys.stderr)
     start = int(trainer.adam.step.numpy())
     print('problem3: note: resuming from %s at step %d (--num_steps=%d)'

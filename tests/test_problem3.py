@@ -280,6 +280,17 @@ def test_a_trained_model_is_kept_unless_resume_or_overwrite(trained):
   assert snapshot(checkpoint_dir) == before
 
 
+def test_resume_refuses_another_model_in_one_line(trained):
+  checkpoint_dir, _ = trained
+  before = snapshot(checkpoint_dir)
+  result = run_script('--data=%s' % (checkpoint_dir.parent / 'corpus.txt'), *SMALL_RUN,
+                      '--num_nodes=9', '--checkpoint_dir=%s' % checkpoint_dir, '--resume')
+  assert result.returncode == 1 and result.stderr.count('\n') == 1, result.stderr
+  assert ('the checkpoint is of a model with --num_nodes=8, this run has --num_nodes=9'
+          in result.stderr)
+  assert snapshot(checkpoint_dir) == before
+
+
 def without_timings(log):
   """The log with its seconds and minutes masked (the only figures that change)."""
   return re.sub(r'[\d.]+ (s|minutes)\b', 'N \\1', log)
