@@ -83,8 +83,13 @@ flags.DEFINE_integer('checkpoint_every', 500, 'Steps between checkpoints; one is
 flags.DEFINE_bool('resume', False, 'Continue the run in --checkpoint_dir from its newest '
                   'complete checkpoint: the log goes on as if it had never stopped (and '
                   '--log_file is appended to).')
+flags.DEFINE_string('logdir', None, 'Write TensorBoard summaries here (`tensorboard '
+                    '--logdir DIR`): the log\'s figures, the samples and the flags. A '
+                    'resumed run continues its curves; a new one needs an empty directory '
+                    'or --overwrite.')
 flags.DEFINE_bool('overwrite', False, 'Replace an existing --log_file, and delete the '
-                  'checkpoints in --checkpoint_dir to start a new run there.')
+                  'checkpoints in --checkpoint_dir (and the event files in --logdir) to '
+                  'start a new run there.')
 
 
 def _positive(value):

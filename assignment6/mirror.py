@@ -478,15 +478,54 @@ def mirror_text(model, text, max_words=8, beam_width=1):
 CONFIG = ('num_nodes', 'attention', 'reverse_source', 'max_words')
 
 
-def checkpoint(model, trainer=None, max_words=8):
-  """A tf.train.Checkpoint of the model, its optimizer and its settings (plain numbers)."""
+def checkpoint(model, trainer=None, max_words=8, progress=None):
+  """A tf.train.Checkpoint of the model, its optimizer and its settings (plain numbers).
+
+  progress: a `Progress`, for a run that can be resumed (the script's).
+  """
   config = tf.Module(name='config')
   for key, value in zip(CONFIG, (model.num_nodes, model.attention, model.reverse_source,
                                  max_words)):
     setattr(config, key, tf.Variable(int(value), dtype=tf.int64, trainable=False))
   if trainer is None:
     return tf.train.Checkpoint(model=model, config=config)
-  return tf.train.Checkpoint(model=model, config=config, trainer=trainer)
+  if progress is None:
+    return tf.train.Checkpoint(model=model, config=config, trainer=trainer)
+  return tf.train.Checkpoint(model=model, config=config, trainer=trainer,
+                             progress=progress)
+
+
+class Progress(tf.Module):
+  """What a resumed run needs besides the model and Adam (whose `step` counts the steps
+  done): the batch generator's NumPy PCG64 state (its 128-bit `state` and `inc` as decimal
+  strings, `has_uint32`, `uinteger`) and the run's settings (`name=value` lines), plain
+  values in variables."""
+
+  def __init__(self, name='progress'):
+    super().__init__(name=name)
+    self.rng_state = tf.Variable('', dtype=tf.string)
+    self.rng_inc = tf.Variable('', dtype=tf.string)
+    self.rng_has_uint32 = tf.Variable(0, dtype=tf.int64)
+    self.rng_uinteger = tf.Variable(0, dtype=tf.int64)
+    self.settings = tf.Variable('', dtype=tf.string)
+
+  def capture(self, rng, settings):
+    state = rng.bit_generator.state
+    assert state['bit_generator'] == 'PCG64', state['bit_generator']
+    self.rng_state.assign(str(state['state']['state']))
+    self.rng_inc.assign(str(state['state']['inc']))
+    self.rng_has_uint32.assign(int(state['has_uint32']))
+    self.rng_uinteger.assign(int(state['uinteger']))
+    self.settings.assign(settings)
+
+  def apply(self, rng):
+    """Set the generator's state; returns the saved settings text."""
+    rng.bit_generator.state = {
+        'bit_generator': 'PCG64',
+        'state': {'state': int(self.rng_state.numpy()), 'inc': int(self.rng_inc.numpy())},
+        'has_uint32': int(self.rng_has_uint32.numpy()),
+        'uinteger': int(self.rng_uinteger.numpy())}
+    return self.settings.numpy().decode('utf-8')
 
 
 def load_model(checkpoint_dir):

@@ -4,6 +4,7 @@ corpus -> the notebook's data checks -> batches -> cell and model -> `training.t
 (the course's log) -> bits per character -> `--eval_data` -> the comparison with the course.
 Every user mistake ends as one line on stderr and exit status 1 (`fail`).
 """
+import functools
 import os
 import random
 import sys
@@ -14,7 +15,7 @@ import zipfile
 import numpy as np
 import tensorflow as tf
 
-from assignment6 import checkpoints, cells, course, data, models, training
+from assignment6 import checkpoints, cells, course, data, models, summaries, training
 
 
 class Log(object):
@@ -207,6 +208,16 @@ def check_paths(settings, options):
     if problem:
       fail('--checkpoint_dir=%s: cannot be written (%s); give a writable directory'
            % (checkpoint_dir, problem))
+  logdir = getattr(options, 'logdir', None)
+  if logdir:  # TensorBoard's event files (assignment6.summaries)
+    try:
+      summaries.check_logdir(logdir, options.resume, options.overwrite)
+    except summaries.LogdirError as error:
+      fail(str(error))
+    problem = unwritable(os.path.abspath(logdir))
+    if problem:
+      fail('--logdir=%s: cannot be written (%s); give a writable directory'
+           % (logdir, problem))
 
 
 def same_path(a, b):
@@ -284,7 +295,8 @@ def run_options(settings):
       checkpoint_dir=getattr(settings, 'checkpoint_dir', None),
       checkpoint_every=getattr(settings, 'checkpoint_every', 500),
       resume=getattr(settings, 'resume', False),
-      overwrite=getattr(settings, 'overwrite', False))
+      overwrite=getattr(settings, 'overwrite', False),
+      logdir=getattr(settings, 'logdir', None))
 
 
 def run_language_model(settings, title, variant='character', bigram_stride=2):
@@ -355,6 +367,8 @@ def _run_language_model(settings, title, variant, bigram_stride):
   except (tf.errors.ResourceExhaustedError, MemoryError):
     fail('out of memory for this model; give a smaller --num_nodes, --embedding_size or '
          '--batch_size')
+  if options.logdir and options.overwrite and not options.resume:
+    summaries.remove_events(options.logdir)  # a new run's curves (checked: check_paths)
   checkpointer = open_checkpoints(settings, options, variant, bigram_stride, text, model,
                                   trainer, train_batches, valid_batches)
   mean_loss, kept = 0.0, None
@@ -375,9 +389,13 @@ def _run_language_model(settings, title, variant, bigram_stride):
     if variant == 'bigram':  # the course's per-token figures are per pair: compare says so
       log('Characters per token: %d' % bigram_stride)
     log('Initialized')
+  writer = summaries.open_summaries(
+      options.logdir, settings, int(trainer.global_step.numpy()),
+      checkpointer.last_step if options.resume else None)
   try:
     train_with_checkpoints(trainer, train_batches, valid_batches, settings,
-                           len(valid_tokens), log, mean_loss, checkpointer)
+                           len(valid_tokens), log, mean_loss, checkpointer,
+                           record=functools.partial(record, writer) if writer else None)
     _, perplexity, bits, characters = training.evaluate_text(model, valid_text,
                                                              settings.fast)
     log('Validation per character: perplexity %.4f, bits_per_character %.4f (%d characters)'
@@ -396,7 +414,21 @@ def _run_language_model(settings, title, variant, bigram_stride):
                                             kept_checkpoint(checkpointer)), status=130)
   finally:
     log.close()
+    if writer:
+      writer.close()
   return model
+
+
+def record(writer, step, figures):
+  """One log line's figures as TensorBoard summaries (`summaries.Summaries`)."""
+  writer.scalars(step, {
+      'loss/average': figures['average_loss'],
+      'perplexity/minibatch': figures['minibatch_perplexity'],
+      'perplexity/validation': figures['validation_perplexity'],
+      'bits_per_character/validation': figures['validation_bits_per_character'],
+      'learning_rate': figures['learning_rate']})
+  if figures['samples']:
+    writer.text('samples', step, '\n\n'.join('    ' + s for s in figures['samples']))
 
 
 def open_checkpoints(settings, options, variant, bigram_stride, text, model, trainer,
@@ -437,7 +469,7 @@ def kept_checkpoint(checkpointer):
 
 
 def train_with_checkpoints(trainer, train_batches, valid_batches, settings, valid_size, log,
-                           mean_loss=0.0, checkpointer=None):
+                           mean_loss=0.0, checkpointer=None, record=None):
   """`training.train` with checkpoints, and one line for a run that cannot go on.
 
   A checkpoint is written after each chunk of steps that crosses a multiple of
@@ -454,7 +486,7 @@ def train_with_checkpoints(trainer, train_batches, valid_batches, settings, vali
   try:
     training.train(trainer, train_batches, valid_batches, settings.num_steps,
                    settings.summary_frequency, valid_size, log, settings.fast,
-                   mean_loss=mean_loss, after_chunk=after_chunk)
+                   mean_loss=mean_loss, after_chunk=after_chunk, record=record)
   except FloatingPointError as error:
     fail('%s; %s; lower --learning_rate or --clip_norm'
          % (error, kept_checkpoint(checkpointer)))

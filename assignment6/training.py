@@ -372,7 +372,7 @@ def summary_steps(start, num_steps, summary_frequency):
 
 def train(trainer, train_batches, valid_batches, num_steps, summary_frequency=100,
           valid_size=1000, log=print, fast=True, mean_loss=0.0, after_chunk=None,
-          step_losses=None):
+          step_losses=None, record=None):
   """The course's training loop and log, from `trainer.global_step` to `num_steps`.
 
   fast: each chunk of steps between two log lines in one `train_steps` call, validation
@@ -380,6 +380,9 @@ def train(trainer, train_batches, valid_batches, num_steps, summary_frequency=10
   after_chunk(step, mean_loss): called after each chunk (checkpoints); may stop the run
   by returning False.
   step_losses: a list to which the loss of every step is appended (a float), in order.
+  record(step, figures): called at each log line with the figures it prints, unrounded
+  (`average_loss`, `learning_rate`, `minibatch_perplexity`, `validation_perplexity`,
+  `validation_bits_per_character`, and `samples`: the sampled strings, or None).
   Returns the last validation perplexity per token (None if none was measured).
   """
   model = trainer.model
@@ -412,20 +415,28 @@ def train(trainer, train_batches, valid_batches, num_steps, summary_frequency=10
         mean_loss = mean_loss / summary_frequency
       # The mean loss is an estimate of the loss over the last few batches.
       log('Average loss at step %d: %f learning rate: %f' % (step, mean_loss, float(lr)))
+      figures = {'average_loss': mean_loss, 'learning_rate': float(lr), 'samples': None}
       mean_loss = 0.0
       labels = one_hot_np(batches[1:].reshape(-1), model)
-      log('Minibatch perplexity: %.2f' % float(np.exp(
-          data.logprob(predictions.numpy(), labels))))
+      figures['minibatch_perplexity'] = float(np.exp(
+          data.logprob(predictions.numpy(), labels)))
+      log('Minibatch perplexity: %.2f' % figures['minibatch_perplexity'])
       if step % (summary_frequency * 10) == 0:
         # Generate some samples.
         log('=' * 80)
-        for sentence in sample_text(model, fast=fast):
+        figures['samples'] = sample_text(model, fast=fast)
+        for sentence in figures['samples']:
           log(sentence)
         log('=' * 80)
       # Measure validation set perplexity.
       valid_logprob = validation_logprob(model, valid_batches, valid_size, fast)
       validation_perplexity = float(np.exp(valid_logprob / valid_size))
       log('Validation set perplexity: %.2f' % validation_perplexity)
+      if record is not None:
+        figures['validation_perplexity'] = validation_perplexity
+        figures['validation_bits_per_character'] = (
+            valid_logprob / valid_size / math.log(2) / model.stride)
+        record(step, figures)
     if after_chunk is not None and after_chunk(step, mean_loss) is False:
       break
   return validation_perplexity
