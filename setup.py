@@ -27,7 +27,7 @@ setuptools.setup(
             "matplotlib>=3.5",
             "tf_keras>=2.16",
         ],
-        "notebook": ["jupyter", "matplotlib>=3.5"],
+        "notebook": ["jupyter", "matplotlib>=3.5", "tensorboard"],
         # The oldest TensorFlow the port supports, as CI tests it (.ci/run): with "test".
         "oldest": ["tensorflow==2.16.2", "tf_keras==2.16.0", "numpy<2"],
     },
