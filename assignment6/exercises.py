@@ -16,10 +16,14 @@ yet". `EXERCISES` lists them in the notebooks' order.
 
     python -m assignment6.exercises --make_notebooks   # notebooks/solutions -> exercises
 """
-import inspect
+import glob
+import json
 import os
-import textwrap
+import random
+import re
 
+from absl import app
+from absl import flags as absl_flags
 import numpy as np
 import tensorflow as tf
 
@@ -123,12 +127,19 @@ class LanguageModelTraining(object):
     num_steps: the course's 7,001 unless the environment's ASSIGNMENT6_NOTEBOOK_STEPS
     says fewer. text: the corpus (default: `data.load_corpus()`).
     """
+    outcome = self.result(answer)
+    if outcome.mistake == 'not_done' or outcome.mistake in EXCEPTIONS:
+      print(outcome.message)
+      print('%s: train runs your code once it runs; nothing trained.' % self.name)
+      return None
+    if not outcome.passed:
+      print(outcome.message)
+      print('%s: training it anyway, to see what the mistake does.' % self.name)
     if num_steps is None:
       num_steps = int(os.environ.get(NOTEBOOK_STEPS, 7001))
     text = data.load_corpus(print_fn=log) if text is None else text
     valid_size, batch_size, num_unrollings = 1000, 64, 10
     valid_text, train_text = text[:valid_size], text[valid_size:]
-    import random
     random.seed(seed)
     np.random.seed(seed)
     tf.random.set_seed(seed)
@@ -152,6 +163,11 @@ class LanguageModelTraining(object):
                                names=('your cell', 'the course\'s run')):
       logged(line)
     return lines
+
+
+# Mistakes that stop the code before it computes anything: `train` does not start.
+EXCEPTIONS = ('exception', 'not_traceable', 'tf0_concat', 'tf0_split', 'keep_prob_argument',
+              'split_axis', 'matmul_shapes', 'incompatible_shapes', 'returns', 'shape')
 
 
 class LearnerCourseCell(cells.CourseCell):
@@ -396,7 +412,8 @@ class Logprob(Exercise):
     predictions[0] *= 1 - labels[0]  # the true label of row 0 has probability 0
     predictions /= predictions.sum(1, keepdims=True)
     expected = data.logprob(predictions, labels)
-    got = run(answer, predictions.copy(), labels.copy())
+    with np.errstate(all='ignore'):  # a log of 0 is the learner's to see, as inf
+      got = run(answer, predictions.copy(), labels.copy())
     try:
       got = float(np.asarray(got))
     except (TypeError, ValueError):
@@ -444,3 +461,76 @@ mirror_encoder = MirrorEncoder()
 EXERCISES = (lstm_cell, unroll, inputs_and_labels, logprob, concatenate_gates, concat_cell,
              embedding, bigram_ids, bigram_batches, bigram_labels, dropout, mirror_target,
              mirror_sequences, mirror_encoder)
+
+
+# ---------------------------------------------------------------------------- notebooks
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SOLUTIONS = os.path.join(ROOT, 'notebooks', 'solutions')  # the masters
+EXERCISE_NOTEBOOKS = os.path.join(ROOT, 'notebooks', 'exercises')
+_REGION = re.compile(r'^([ \t]*)### BEGIN SOLUTION[^\n]*\n.*?^[ \t]*### END SOLUTION[^\n]*$',
+                     re.MULTILINE | re.DOTALL)
+
+
+def blank_solutions(source):
+  """nbgrader's student version of a cell's source: each `### BEGIN SOLUTION` ...
+  `### END SOLUTION` region becomes `# YOUR CODE HERE` and `raise NotImplementedError()`,
+  indented as its BEGIN line."""
+  return _REGION.sub(lambda m: '%s# YOUR CODE HERE\n%sraise NotImplementedError()'
+                     % (m.group(1), m.group(1)), source)
+
+
+def source_lines(text):
+  return text.splitlines(keepends=True)
+
+
+def exercise_notebook(master):
+  """The exercise version of a master notebook (a dict, nbformat 4): regions blanked,
+  outputs and execution counts cleared."""
+  notebook = json.loads(json.dumps(master))
+  for cell in notebook['cells']:
+    if cell['cell_type'] != 'code':
+      continue
+    source = cell['source']
+    source = ''.join(source) if isinstance(source, list) else source
+    cell['source'] = source_lines(blank_solutions(source))
+    cell['outputs'] = []
+    cell['execution_count'] = None
+  return notebook
+
+
+def notebook_text(notebook):
+  """A notebook's file as nbformat writes it (one-space indent, sorted keys)."""
+  return json.dumps(notebook, indent=1, sort_keys=True, ensure_ascii=False) + '\n'
+
+
+def make_notebooks(solutions=SOLUTIONS, exercises=EXERCISE_NOTEBOOKS):
+  """Write exercises/NAME.ipynb from each solutions/NAME.ipynb; returns the paths."""
+  os.makedirs(exercises, exist_ok=True)
+  written = []
+  for path in sorted(glob.glob(os.path.join(solutions, '*.ipynb'))):
+    with open(path, encoding='utf-8') as f:
+      master = json.load(f)
+    target = os.path.join(exercises, os.path.basename(path))
+    with open(target, 'w', encoding='utf-8', newline='\n') as f:
+      f.write(notebook_text(exercise_notebook(master)))
+    written.append(target)
+  return written
+
+
+FLAGS = absl_flags.FLAGS
+absl_flags.DEFINE_bool('make_notebooks', False, 'Write notebooks/exercises/*.ipynb from the '
+                       'solution notebooks in notebooks/solutions (nbgrader\'s markers).')
+
+
+def main(argv):
+  if len(argv) > 1 or not FLAGS.make_notebooks:
+    print('usage: python -m assignment6.exercises --make_notebooks')
+    return 1
+  for path in make_notebooks():
+    print('Wrote %s' % os.path.relpath(path))
+  return 0
+
+
+if __name__ == '__main__':
+  app.run(main)
