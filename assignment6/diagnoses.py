@@ -88,6 +88,13 @@ def explain_exception(error, line):
   if 'keep_prob' in text:
     return ('keep_prob_argument', 'TensorFlow 2\'s tf.nn.dropout takes rate, the '
             'probability to drop: rate = 1 - keep_prob')
+  if 'logits_size' in text and 'labels_size' in text:
+    return ('one_hot_wrong_size', 'the one-hot labels have another width than the logits: '
+            'labels are one-hot on the model\'s vocabulary (729 for bigrams)')
+  if 'concat' in line and ('Dimensions must be equal' in text or 'size-incompatible' in text
+                           or 'Incompatible shapes' in text):
+    return ('concat_axis', 'the tensors were concatenated on another axis than meant: '
+            'tf.concat(outputs, 0) puts the steps\' (B, H) outputs one under the other')
   if 'evenly divide' in text or 'evenly divisible' in text:
     return ('split_axis', 'tf.split cut an axis that is not the gates\' (the gates lie '
             'side by side on axis 1, the last)')
@@ -273,14 +280,42 @@ def cell_hypotheses(square_recurrent=True):
 
 def diagnose_cell(got, i, o, state, x_blocks, m_blocks, b_blocks, tolerance=1e-4,
                   square_recurrent=True):
-  """The (mistake, message) whose cell computes `got` (output, state), else None."""
+  """The (mistake, message) whose cell computes `got` (output, state), else None.
+
+  Each single departure from the course's cell first, then each pair of departures that
+  change different choices (two mistakes at once: both are named, the first's name kept).
+  """
   got = [numpy(g) for g in got]
-  for mistake, message, changes in cell_hypotheses(square_recurrent):
+
+  def computes(changes):
     expected = general_cell(i, o, state, x_blocks, m_blocks, b_blocks, **changes)
-    if all(g.shape == e.shape and relative_error(g, e) < tolerance
-           for g, e in zip(got, expected)):
+    return all(g.shape == e.shape and relative_error(g, e) < tolerance
+               for g, e in zip(got, expected))
+
+  if computes({}):  # the course's cell (two changes can cancel: they are no mistake)
+    return None
+  hypotheses = cell_hypotheses(square_recurrent)
+  for mistake, message, changes in hypotheses:
+    if computes(changes):
       return mistake, message
+  for (mistake, message, changes), (_, other, more) in itertools.combinations(hypotheses, 2):
+    if not set(changes) & set(more) and computes(dict(changes, **more)):
+      return mistake, 'two mistakes: %s; and %s' % (message, other)
   return None
+
+
+def localise_cell(got, i, o, state, x_blocks, m_blocks, b_blocks, tolerance=1e-4):
+  """Where a cell that matches no hypothesis goes wrong, from its two results."""
+  expected = general_cell(i, o, state, x_blocks, m_blocks, b_blocks)
+  output_right, state_right = (relative_error(g, e) < tolerance
+                               for g, e in zip(got, expected))
+  if state_right and not output_right:
+    return ('the state is right and the output is not: the output is output_gate * '
+            'tanh(state), with output_gate = sigmoid(i @ ox + o @ om + ob)')
+  if output_right and not state_right:
+    return 'the output is right and the returned state is not: return the new state'
+  return ('the state already differs: check the input gate, the forget gate and the '
+          'update, and state = forget_gate * state + input_gate * tanh(update)')
 
 
 def seeded_cell_inputs(input_size=27, num_nodes=8, batch=6, seed=0):

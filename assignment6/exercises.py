@@ -71,11 +71,10 @@ class CellExercise(Exercise):
                                         square_recurrent=self.square_recurrent)
         if found:
           raise Mistake(*found)
-        wrong = [n for n, e in zip(('output', 'state'), errors) if e > TOLERANCE]
-        raise Mistake('values', '%s %s the course\'s cell\'s (relative error %s); '
-                      'compare each line with the course\'s equations (hint())' % (
-                          ' and '.join(wrong), 'differs from' if len(wrong) == 1 else
-                          'differ from', ', '.join('%.2g' % e for e in errors)))
+        where = diagnoses.localise_cell([diagnoses.numpy(g) for g in got], i, o, state,
+                                        *diagnoses.blocks_of(blocks))
+        raise Mistake('values', 'the cell computes something else than the course\'s '
+                      '(relative error %.2g output, %.2g state); %s' % (*errors, where))
       return 'Values %s: relative error %.1e (output), %.1e (state).' % (how, *errors)
 
     lines = ['Shapes: output and state (%d, %d).' % (self.batch, self.num_nodes)]
@@ -441,8 +440,8 @@ class Logprob(Exercise):
 
 
 from assignment6.exercises_problems import (  # noqa: E402  (the problems' exercises)
-    BigramBatches, BigramIds, BigramLabels, Dropout, Embedding, MirrorEncoder,
-    MirrorSequences, MirrorTarget)
+    BigramBatches, BigramIds, BigramLabels, BigramLoss, Dropout, Embedding, MirrorEncoder,
+    MirrorDecode, MirrorSequences, MirrorTarget)
 
 lstm_cell = CourseLstmCell()
 unroll = Unroll()
@@ -454,13 +453,15 @@ embedding = Embedding()
 bigram_ids = BigramIds()
 bigram_batches = BigramBatches()
 bigram_labels = BigramLabels()
+bigram_loss = BigramLoss()
 dropout = Dropout()
 mirror_target = MirrorTarget()
 mirror_sequences = MirrorSequences()
 mirror_encoder = MirrorEncoder()
+mirror_decode = MirrorDecode()
 EXERCISES = (lstm_cell, unroll, inputs_and_labels, logprob, concatenate_gates, concat_cell,
-             embedding, bigram_ids, bigram_batches, bigram_labels, dropout, mirror_target,
-             mirror_sequences, mirror_encoder)
+             embedding, bigram_ids, bigram_batches, bigram_labels, bigram_loss, dropout, mirror_target,
+             mirror_sequences, mirror_encoder, mirror_decode)
 
 
 # ---------------------------------------------------------------------------- notebooks

@@ -4,7 +4,7 @@ mirror's targets, sequences and encoder. Each checks against the package's own c
 import numpy as np
 import tensorflow as tf
 
-from assignment6 import cells, data, mirror, models
+from assignment6 import cells, data, mirror, models, training
 from assignment6.diagnoses import (TOLERANCE, Exercise, Mistake, both_ways, expect_pair,
                                    expect_shape, made_text, relative_error, run, shape_of)
 
@@ -441,3 +441,199 @@ class MirrorEncoder(Exercise):
       return 'Values %s: relative error %.1e, %.1e.' % (how, *errors)
 
     return both_ways(answer, lambda: (model.encoder, source, mask), compare)
+
+
+class DecodingProbe(mirror.Mirror):
+  """A Mirror with a scripted decoder, to see what a decoding loop does: fed GO first,
+  then its own previous choice, and its own returned (o, state) from the encoder's, it
+  emits each sentence's mirror and EOS (then more letters, for a loop that does not stop).
+  Fed anything else it emits 'z'. Every call is recorded in `calls`."""
+
+  WRONG = data.char2id('z')
+
+  def __init__(self, sentences):
+    super().__init__(num_nodes=8, attention=False, seed=0)
+    self.sentences = list(sentences)
+    self.targets = [list(data.text_to_ids(mirror.mirror(s))[0]) + [mirror.EOS] +
+                    list(data.text_to_ids('qqqqqqqqqqqqqqqqqqqqqqqqqqqqqq')[0])
+                    for s in self.sentences]
+    self.calls = []
+    self.decode_step = self.scripted_step
+
+  def encode(self, source, source_mask):
+    batch = int(source.shape[0])
+    rows = np.array([self.sentences.index(s) if s in self.sentences else -1
+                     for s in self._batch_sentences(source)], np.float32)
+    o = np.zeros([batch, 8], np.float32)
+    o[:, 0] = 1.0  # "from the encoder"
+    o[:, 1] = rows
+    memory = tf.zeros([batch, source.shape[1], 8])
+    return memory, None, tf.constant(o), tf.zeros([batch, 8])
+
+  def _batch_sentences(self, source):
+    ids = np.asarray(source)
+    sentences = []
+    for row in ids:
+      text = data.ids_to_text(row[::-1] if self.reverse_source else row).strip()
+      sentences.append(text)
+    return sentences
+
+  def scripted_step(self, previous_ids, o, state, attentional, memory, keys, source_mask):
+    previous = np.asarray(previous_ids).reshape(-1)
+    o, state = np.asarray(o), np.asarray(state)
+    choice = np.full(len(previous), self.WRONG)
+    for r in range(len(previous)):
+      position = int(round(state[r, 0]))
+      row = int(round(o[r, 1]))
+      expected = mirror.GO if position == 0 else self.targets[row][position - 1]
+      if o[r, 0] == 1.0 and row >= 0 and previous[r] == expected:
+        choice[r] = self.targets[row][min(position, len(self.targets[row]) - 1)]
+    log_probs = np.full((len(previous), mirror.VOCABULARY_SIZE), np.log(0.4 / 28))
+    log_probs[np.arange(len(previous)), choice] = np.log(0.6)
+    new_state = state.copy()
+    new_state[:, 0] += 1
+    self.calls.append(dict(previous=previous, o=o, state=state, choice=choice,
+                           new_state=new_state))
+    return (tf.constant(log_probs, tf.float32), tf.constant(o), tf.constant(new_state),
+            attentional, tf.zeros_like(source_mask))
+
+
+class MirrorDecode(Exercise):
+  name = 'mirror_decode'
+  references = (mirror.greedy_decode,)
+  sentences = ('the quick brown fox', 'a lazy dog')
+  hint_text = """
+      Encode the sentences (mirror.encode_sentences(model, sentences) gives memory,
+      keys, o, state, mask), then from previous = GO for every sentence call
+      model.decode_step(previous, o, state, attentional, memory, keys, mask) with
+      attentional = model.initial_attentional(o): it returns log-probabilities and the
+      new o, state, attentional. Take the argmax, feed it back as the next previous,
+      carry o, state and attentional, and stop at EOS (mirror.ids_to_sentence cuts there)."""
+
+  def verify(self, answer):
+    probe = DecodingProbe(self.sentences)
+    got = run(answer, probe, list(self.sentences))
+    expected = [mirror.mirror(s) for s in self.sentences]
+    if not isinstance(got, (list, tuple)) or len(got) != len(expected):
+      raise Mistake('returns', 'return one decoded string per sentence; it returns %r'
+                    % (got,))
+    calls = probe.calls
+    if not calls:
+      raise Mistake('no_decoding', 'model.decode_step is never called')
+    rows = lambda call: call['o'][:, 1].astype(int)
+    if np.any(calls[0]['previous'] != mirror.GO):
+      raise Mistake('missing_go', 'the first decoder input is %s, not mirror.GO: the '
+                    'decoder starts from GO' % list(calls[0]['previous']))
+    if np.any(calls[0]['o'][:, 0] != 1.0):
+      raise Mistake('zero_start', 'the decoder does not start from the encoder\'s final '
+                    '(output, state): the sentence is all it knows')
+    for before, after in zip(calls, calls[1:]):
+      if len(before['previous']) == len(after['previous']) and np.array_equal(
+          rows(before), rows(after)):
+        if not np.allclose(after['state'], before['new_state']):
+          raise Mistake('state_not_carried', 'each step starts from the encoder\'s state; '
+                        'carry the (o, state) that decode_step returns to the next step')
+        if not np.array_equal(after['previous'], before['choice']):
+          taken = after['previous']
+          if np.all(taken == mirror.GO):
+            raise Mistake('not_fed_back', 'every step is fed GO: feed the character the '
+                          'previous step chose (greedy decoding feeds back its own output)')
+          raise Mistake('not_greedy', 'the character fed back is not the most likely one '
+                        '(np.argmax of the log-probabilities): greedy decoding takes the '
+                        'argmax, not a sample')
+    got = [str(g) for g in got]
+    for g, e in zip(got, expected):
+      if g != e:
+        if g.startswith(e) and len(g) > len(e):
+          raise Mistake('no_stop_at_eos', '%r goes on after the mirror %r: stop at EOS '
+                        '(mirror.ids_to_sentence cuts there)' % (g, e))
+        if g == e[::-1]:
+          raise Mistake('reversed_output', '%r is %r reversed' % (g, e))
+        raise Mistake('values', 'decoded %r; a greedy decoder of this model gives %r'
+                      % (g, e))
+    steps = len(calls)
+    return ['Greedy decoding: GO first, each step fed its own argmax and state, stopped at '
+            'EOS (%d decode_step calls for %d sentences): %r.' % (steps, len(got), got[0])]
+
+
+class BigramLoss(Exercise):
+  name = 'bigram_loss'
+  references = (training.Trainer._update,)
+  hint_text = """
+      The course's loss, for the bigram model: outputs, output, state =
+      model.unroll(batches[:-1], model.saved_output, model.saved_state) (the inputs: all
+      but the last row), logits = model.logits(outputs) ((T * B, 729): the steps' outputs
+      one under the other), labels one-hot on 729 from batches[1:] in the same order
+      (tf.reshape(batches[1:], [-1]) and tf.gather(tf.eye(729), ...)), then
+      tf.reduce_mean(tf.nn.softmax_cross_entropy_with_logits(labels=..., logits=...))."""
+
+  _fixture = None
+
+  def fixture(self):
+    """The model and its learning-rate-0 trainer, made once (its step is traced once)."""
+    if self._fixture is None:
+      cell = cells.ConcatCell(16, 8, seed=2, name='lstm_cell')
+      model = models.LanguageModel(cell, 3, data.bigram_vocabulary_size,
+                                   embedding_size=16, seed=2, stride=2)
+      BigramLoss._fixture = model, training.Trainer(model, learning_rate=0.0)
+    return self._fixture
+
+  def verify(self, answer):
+    steps, batch = 4, 3
+    model, trainer = self.fixture()
+    rng = np.random.default_rng(0)
+    model.saved_output.assign(rng.uniform(-1, 1, (batch, 8)))
+    model.saved_state.assign(rng.normal(size=(batch, 8)))
+    saved = (model.saved_output.value(), model.saved_state.value())
+    batches = tf.constant(rng.integers(0, data.bigram_vocabulary_size, (steps + 1, batch)),
+                          tf.int32)
+
+    def reference(ids, start=saved):
+      """The package's own train step at learning rate 0: its loss, nothing changed."""
+      model.saved_output.assign(start[0])
+      model.saved_state.assign(start[1])
+      loss = float(trainer.train_step(ids)[0])
+      model.saved_output.assign(saved[0])
+      model.saved_state.assign(saved[1])
+      return loss
+
+    expected = reference(batches)
+    zero = tf.zeros_like(saved[0])
+    hypotheses = (
+        ('labels_not_shifted', 'the labels are the inputs (batches[:-1]): each input '
+         'predicts the next bigram, batches[1:]; with these labels a trained model copies '
+         'its input and the loss reads near 0',
+         lambda: _loss_with_labels(model, batches, tf.reshape(batches[:-1], [-1]))),
+        ('labels_order', 'the labels are in another order than the logits: model.logits '
+         'puts step 0\'s batch first, then step 1\'s, ...; reshape batches[1:] (T, B) as it is',
+         lambda: _loss_with_labels(model, batches, tf.reshape(tf.transpose(batches[1:]),
+                                                              [-1]))),
+        ('zero_start', 'the loop starts from zeros: start from model.saved_output and '
+         'model.saved_state', lambda: reference(batches, (zero, zero))))
+
+    def compare(got, how):
+      value = np.asarray(got, np.float64)
+      if value.shape != ():
+        raise Mistake('not_mean', 'the loss has shape %s: take the mean over the T * B '
+                      'predictions (tf.reduce_mean), one number' % (value.shape,))
+      value = float(value)
+      if abs(value - expected) > 1e-5 * abs(expected):
+        if abs(value / expected - steps * batch) < 1e-3:
+          raise Mistake('not_mean', 'the loss is the sum over the %d predictions: the '
+                        'course\'s is the mean (tf.reduce_mean)' % (steps * batch))
+        for mistake, message, loss in hypotheses:
+          if abs(value - loss()) < 1e-5 * abs(expected):
+            raise Mistake(mistake, message)
+        raise Mistake('values', 'the loss is %.6f; the course\'s train step gives %.6f'
+                      % (value, expected))
+      return 'Loss %s: %.6f nats per bigram, as the package\'s train step.' % (how, value)
+
+    return both_ways(answer, lambda: (model, batches), compare)
+
+
+def _loss_with_labels(model, batches, label_ids):
+  """The course's loss with other label ids (a learner's order): (T * B,) ids."""
+  outputs, _, _ = model.unroll(batches[:-1], model.saved_output, model.saved_state)
+  labels = models.one_hot(label_ids, model.vocabulary_size)
+  return float(tf.reduce_mean(tf.nn.softmax_cross_entropy_with_logits(
+      labels=labels, logits=model.logits(outputs))))

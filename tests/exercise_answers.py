@@ -456,3 +456,130 @@ WRONG = {
 }
 
 RIGHT = {'bigram_batches': BigramBatchGenerator}  # the answer of each other exercise: its name
+
+
+def cell_two_mistakes(i, o, state, w):  # the forget bias missing and no tanh on the state
+  input_gate = tf.sigmoid(tf.matmul(i, w['ix']) + tf.matmul(o, w['im']) + w['ib'])
+  forget_gate = tf.sigmoid(tf.matmul(i, w['fx']) + tf.matmul(o, w['fm']))
+  update = tf.matmul(i, w['cx']) + tf.matmul(o, w['cm']) + w['cb']
+  state = forget_gate * state + input_gate * tf.tanh(update)
+  output_gate = tf.sigmoid(tf.matmul(i, w['ox']) + tf.matmul(o, w['om']) + w['ob'])
+  return output_gate * state, state
+
+
+def cell_output_scaled(i, o, state, w):  # no hypothesis: located by what is right
+  output, state = lstm_cell(i, o, state, w)
+  return 0.5 * output, state
+
+
+WRONG.update({
+    'cell_two_mistakes': ('lstm_cell', 'missing_bias'),
+    'cell_output_scaled': ('lstm_cell', 'values'),
+})
+
+
+def mirror_decode(model, sentences):
+  memory, keys, o, state, mask = mirror.encode_sentences(model, sentences)
+  attentional = model.initial_attentional(o)
+  previous = tf.fill([len(sentences)], mirror.GO)
+  outputs = []
+  for _ in range(max(len(s) for s in sentences) + 10):
+    log_probs, o, state, attentional, _ = model.decode_step(
+        previous, o, state, attentional, memory, keys, mask)
+    ids = np.argmax(log_probs.numpy(), axis=1).astype(np.int32)
+    outputs.append(ids)
+    if np.all(np.any(np.stack(outputs) == mirror.EOS, axis=0)):
+      break
+    previous = tf.constant(ids)
+  return [mirror.ids_to_sentence(row) for row in np.stack(outputs, axis=1)]
+
+
+def decode_no_feedback(model, sentences):
+  memory, keys, o, state, mask = mirror.encode_sentences(model, sentences)
+  attentional = model.initial_attentional(o)
+  previous = tf.fill([len(sentences)], mirror.GO)
+  outputs = []
+  for _ in range(max(len(s) for s in sentences) + 1):
+    log_probs, o, state, attentional, _ = model.decode_step(
+        previous, o, state, attentional, memory, keys, mask)
+    outputs.append(np.argmax(log_probs.numpy(), axis=1))
+  return [mirror.ids_to_sentence(row) for row in np.stack(outputs, axis=1)]
+
+
+def decode_no_stop(model, sentences):
+  memory, keys, o, state, mask = mirror.encode_sentences(model, sentences)
+  attentional = model.initial_attentional(o)
+  previous = tf.fill([len(sentences)], mirror.GO)
+  outputs = []
+  for _ in range(max(len(s) for s in sentences) + 5):
+    log_probs, o, state, attentional, _ = model.decode_step(
+        previous, o, state, attentional, memory, keys, mask)
+    ids = np.argmax(log_probs.numpy(), axis=1).astype(np.int32)
+    outputs.append(ids)
+    previous = tf.constant(ids)
+  return [''.join(data.id2char(int(i)) for i in row if i < 27)
+          for row in np.stack(outputs, axis=1)]
+
+
+def decode_state_reset(model, sentences):
+  memory, keys, o0, state0, mask = mirror.encode_sentences(model, sentences)
+  attentional = model.initial_attentional(o0)
+  previous = tf.fill([len(sentences)], mirror.GO)
+  outputs = []
+  for _ in range(max(len(s) for s in sentences) + 10):
+    log_probs, _, _, attentional, _ = model.decode_step(
+        previous, o0, state0, attentional, memory, keys, mask)
+    ids = np.argmax(log_probs.numpy(), axis=1).astype(np.int32)
+    outputs.append(ids)
+    previous = tf.constant(ids)
+  return [mirror.ids_to_sentence(row) for row in np.stack(outputs, axis=1)]
+
+
+WRONG.update({
+    'decode_no_feedback': ('mirror_decode', 'not_fed_back'),
+    'decode_no_stop': ('mirror_decode', 'no_stop_at_eos'),
+    'decode_state_reset': ('mirror_decode', 'state_not_carried'),
+})
+
+
+def bigram_loss(model, batches):
+  outputs, _, _ = model.unroll(batches[:-1], model.saved_output, model.saved_state)
+  logits = model.logits(outputs)  # (T * B, 729)
+  labels = tf.gather(tf.eye(729), tf.reshape(batches[1:], [-1]))
+  return tf.reduce_mean(tf.nn.softmax_cross_entropy_with_logits(labels=labels, logits=logits))
+
+
+def loss_not_shifted(model, batches):
+  outputs, _, _ = model.unroll(batches[:-1], model.saved_output, model.saved_state)
+  labels = tf.gather(tf.eye(729), tf.reshape(batches[:-1], [-1]))
+  return tf.reduce_mean(tf.nn.softmax_cross_entropy_with_logits(
+      labels=labels, logits=model.logits(outputs)))
+
+
+def loss_labels_27(model, batches):
+  outputs, _, _ = model.unroll(batches[:-1], model.saved_output, model.saved_state)
+  labels = tf.one_hot(tf.reshape(batches[1:], [-1]), 27)
+  return tf.reduce_mean(tf.nn.softmax_cross_entropy_with_logits(
+      labels=labels, logits=model.logits(outputs)))
+
+
+def loss_concat_axis1(model, batches):
+  outputs, _, _ = model.unroll(batches[:-1], model.saved_output, model.saved_state)
+  logits = model.classifier(tf.concat(outputs, 1))
+  labels = tf.gather(tf.eye(729), tf.reshape(batches[1:], [-1]))
+  return tf.reduce_mean(tf.nn.softmax_cross_entropy_with_logits(labels=labels, logits=logits))
+
+
+def loss_sum(model, batches):
+  outputs, _, _ = model.unroll(batches[:-1], model.saved_output, model.saved_state)
+  labels = tf.gather(tf.eye(729), tf.reshape(batches[1:], [-1]))
+  return tf.reduce_sum(tf.nn.softmax_cross_entropy_with_logits(
+      labels=labels, logits=model.logits(outputs)))
+
+
+WRONG.update({
+    'loss_not_shifted': ('bigram_loss', 'labels_not_shifted'),
+    'loss_labels_27': ('bigram_loss', 'one_hot_wrong_size'),
+    'loss_concat_axis1': ('bigram_loss', 'concat_axis'),
+    'loss_sum': ('bigram_loss', 'not_mean'),
+})
