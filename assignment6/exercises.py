@@ -16,18 +16,15 @@ yet". `EXERCISES` lists them in the notebooks' order.
 
     python -m assignment6.exercises --make_notebooks   # notebooks/solutions -> exercises
 """
-import glob
-import json
 import os
 import random
-import re
 
 from absl import app
 from absl import flags as absl_flags
 import numpy as np
 import tensorflow as tf
 
-from assignment6 import cells, course, data, diagnoses, mirror, models, training
+from assignment6 import cells, course, data, diagnoses, exercise_notebooks, models, training
 from assignment6.diagnoses import (TOLERANCE, Exercise, Mistake, both_ways, expect_pair,
                                    expect_shape, made_text, relative_error, run, shape_of)
 
@@ -467,66 +464,14 @@ EXERCISES = (lstm_cell, unroll, inputs_and_labels, logprob, concatenate_gates, c
              mirror_sequences, mirror_encoder, mirror_decode)
 
 
-# ---------------------------------------------------------------------------- notebooks
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SOLUTIONS = os.path.join(ROOT, 'notebooks', 'solutions')  # the masters
-EXERCISE_NOTEBOOKS = os.path.join(ROOT, 'notebooks', 'exercises')
-_REGION = re.compile(r'^([ \t]*)### BEGIN SOLUTION[^\n]*\n.*?^[ \t]*### END SOLUTION[^\n]*$',
-                     re.MULTILINE | re.DOTALL)
-
-
-def blank_solutions(source):
-  """nbgrader's student version of a cell's source: each `### BEGIN SOLUTION` ...
-  `### END SOLUTION` region becomes `# YOUR CODE HERE` and `raise NotImplementedError()`,
-  indented as its BEGIN line."""
-  return _REGION.sub(lambda m: '%s# YOUR CODE HERE\n%sraise NotImplementedError()'
-                     % (m.group(1), m.group(1)), source)
-
-
-def source_lines(text):
-  return text.splitlines(keepends=True)
-
-
-def exercise_notebook(master):
-  """The exercise version of a master notebook (a dict, nbformat 4): regions blanked,
-  outputs and execution counts cleared."""
-  notebook = json.loads(json.dumps(master))
-  for cell in notebook['cells']:
-    if cell['cell_type'] != 'code':
-      continue
-    source = cell['source']
-    source = ''.join(source) if isinstance(source, list) else source
-    cell['source'] = source_lines(blank_solutions(source))
-    cell['outputs'] = []
-    cell['execution_count'] = None
-  return notebook
-
-
-def notebook_text(notebook):
-  """A notebook's file as nbformat writes it (one-space indent, sorted keys)."""
-  return json.dumps(notebook, indent=1, sort_keys=True, ensure_ascii=False) + '\n'
-
-
-def make_notebooks(solutions=SOLUTIONS, exercises=EXERCISE_NOTEBOOKS):
-  """Write exercises/NAME.ipynb from each solutions/NAME.ipynb; returns the paths."""
-  os.makedirs(exercises, exist_ok=True)
-  written = []
-  for path in sorted(glob.glob(os.path.join(solutions, '*.ipynb'))):
-    with open(path, encoding='utf-8') as f:
-      master = json.load(f)
-    target = os.path.join(exercises, os.path.basename(path))
-    with open(target, 'w', encoding='utf-8', newline='\n') as f:
-      f.write(notebook_text(exercise_notebook(master)))
-    written.append(target)
-  return written
-
+# ---------------------------------------------------------------------------- the script
 
 def main(argv):
+  """`--make_notebooks`: notebooks/exercises from notebooks/solutions."""
   if len(argv) > 1 or not absl_flags.FLAGS.make_notebooks:
     print('usage: python -m assignment6.exercises --make_notebooks')
     return 1
-  for path in make_notebooks():
+  for path in exercise_notebooks.make_notebooks():
     print('Wrote %s' % os.path.relpath(path))
   return 0
 

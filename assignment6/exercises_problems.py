@@ -76,6 +76,8 @@ def describe_ids(got, ids, stride):
     if (a, b, c) == (1, 27, 0):
       return 'second_first', ('the id is second * 27 + first: the course\'s bigram id is '
                               '27 * first + second (data.bigram_ids)')
+    if (a, b, c) == (27, 1, 0):
+      return 'values', 'the ids are 27 * first + second over %s pairs, as asked' % kind
     return 'id_formula', ('the id is %d * first + %d * second + %d over %s pairs; with 27 '
                           'characters, 27 * first + second gives the 729 ids 0..728, each '
                           'pair its own' % (a, b, c, kind))

@@ -16,12 +16,12 @@ import nbformat
 import numpy as np
 import pytest
 
-from assignment6 import diagnoses, exercises
+from assignment6 import diagnoses, exercise_notebooks, exercises
 import exercise_answers as answers
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BY_NAME = {exercise.name: exercise for exercise in exercises.EXERCISES}
-NAMES = sorted(os.path.basename(p) for p in os.listdir(exercises.SOLUTIONS)
+NAMES = sorted(os.path.basename(p) for p in os.listdir(exercise_notebooks.SOLUTIONS)
                if p.endswith('.ipynb'))
 STEPS = '101'  # ASSIGNMENT6_NOTEBOOK_STEPS: `train` logs steps 0 and 100
 
@@ -131,11 +131,11 @@ def test_train_runs_the_learners_cell(capsys):
 def test_exercise_notebooks_are_their_masters_blanked():
   assert NAMES == ['problem1.ipynb', 'problem2.ipynb', 'problem3.ipynb', 'warmup.ipynb']
   for name in NAMES:
-    with open(os.path.join(exercises.SOLUTIONS, name), encoding='utf-8') as f:
+    with open(os.path.join(exercise_notebooks.SOLUTIONS, name), encoding='utf-8') as f:
       master = json.load(f)
-    with open(os.path.join(exercises.EXERCISE_NOTEBOOKS, name), encoding='utf-8') as f:
+    with open(os.path.join(exercise_notebooks.EXERCISE_NOTEBOOKS, name), encoding='utf-8') as f:
       shipped = f.read()
-    assert shipped == exercises.notebook_text(exercises.exercise_notebook(master)), (
+    assert shipped == exercise_notebooks.notebook_text(exercise_notebooks.exercise_notebook(master)), (
         '%s: run python -m assignment6.exercises --make_notebooks' % name)
     shipped = json.loads(shipped)
     for cell in shipped['cells']:
@@ -150,7 +150,7 @@ def test_exercise_notebooks_are_their_masters_blanked():
 
 def test_blank_solutions_is_nbgraders():
   source = 'def f(x):\n  y = 1\n  ### BEGIN SOLUTION\n  return x\n  ### END SOLUTION\n'
-  assert exercises.blank_solutions(source) == (
+  assert exercise_notebooks.blank_solutions(source) == (
       'def f(x):\n  y = 1\n  # YOUR CODE HERE\n  raise NotImplementedError()\n')
 
 
@@ -192,7 +192,7 @@ def train_cells(nb):
 
 @pytest.mark.parametrize('name', NAMES)
 def test_exercise_notebook_as_shipped(name, kernel, tmp_path):
-  nb = execute(os.path.join(exercises.EXERCISE_NOTEBOOKS, name), kernel, tmp_path)
+  nb = execute(os.path.join(exercise_notebooks.EXERCISE_NOTEBOOKS, name), kernel, tmp_path)
   assert check_cells(nb)
   for cell in check_cells(nb):
     assert 'not done yet' in printed(cell), (cell.source, printed(cell))
@@ -203,7 +203,7 @@ def test_exercise_notebook_as_shipped(name, kernel, tmp_path):
 
 @pytest.mark.parametrize('name', NAMES)
 def test_solution_notebook(name, kernel, tmp_path):
-  nb = execute(os.path.join(exercises.SOLUTIONS, name), kernel, tmp_path)
+  nb = execute(os.path.join(exercise_notebooks.SOLUTIONS, name), kernel, tmp_path)
   for cell in check_cells(nb):
     assert ': correct.' in printed(cell) and 'True' in printed(cell), printed(cell)
   for cell in train_cells(nb):
