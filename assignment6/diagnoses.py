@@ -176,7 +176,8 @@ def sigmoid(x):
   return 1.0 / (1.0 + np.exp(-x))
 
 
-ACTIVATIONS = {'sigmoid': sigmoid, 'tanh': np.tanh, 'no activation': lambda x: x}
+ACTIVATIONS = {'sigmoid': sigmoid, 'tanh': np.tanh, 'relu': lambda x: np.maximum(x, 0.0),
+               'no activation': lambda x: x}
 COURSE_SPEC = dict(
     order=(0, 1, 2, 3),  # the weight block gate k reads (`cells.GATES` order)
     biases=(True, True, True, True),
@@ -249,7 +250,8 @@ def cell_hypotheses(square_recurrent=True):
         continue
       activations = list(COURSE_SPEC['activations'])
       activations[place] = other
-      mistake = 'sigmoid_tanh_swapped' if other != 'no activation' else 'missing_activation'
+      mistake = {'no activation': 'missing_activation', 'relu': 'wrong_activation'}.get(
+          other, 'sigmoid_tanh_swapped')
       hypotheses.append((mistake, 'the %s takes %s; the course\'s takes %s'
                          % (name, other, course), dict(activations=tuple(activations))))
   # two places swapped with each other (e.g. tanh on a gate and sigmoid on the update)

@@ -315,6 +315,10 @@ class Unroll(Exercise):
         raise Mistake('returns', 'it returns %s; return the list of outputs, one per '
                       'input' % type(got).__name__)
       got = list(got)
+      if len(got) in (2, 3) and isinstance(got[0], (list, tuple)):
+        raise Mistake('returns', 'it returns a %d-tuple whose first item is a list: return '
+                      'only the list of outputs (the last output and state go into '
+                      'saved_output and saved_state)' % len(got))
       if len(got) != steps:
         raise Mistake('length', 'it returns %d outputs for %d inputs: one output per '
                       'unrolled step' % (len(got), steps))

@@ -392,6 +392,9 @@ class MirrorSequences(Exercise):
       if len(inputs) == n and np.array_equal(inputs, mirrored):
         raise Mistake('missing_go', 'the decoder inputs do not start with mirror.GO: the '
                       'decoder\'s first input is GO, then the target shifted by one')
+      if len(inputs) and inputs[-1] == mirror.EOS:
+        raise Mistake('eos_in_inputs', 'the decoder inputs end with EOS: they are GO and '
+                      'the target (n + 1); EOS is only a target, the symbol to predict last')
       if np.array_equal(inputs, targets):
         raise Mistake('not_shifted', 'the decoder inputs are the targets: the decoder would '
                       'be fed the character it must predict. Inputs are GO + target, '
@@ -404,7 +407,7 @@ class MirrorSequences(Exercise):
             raise Mistake('whole_sentence_reversed', 'the %s hold the sentence reversed '
                           'as a whole; the target mirrors each word' % name)
           raise Mistake(name, 'the %s of %r are %s, expected %s'
-                        % (name, sentence, list(g), list(e)))
+                        % (name, sentence, [int(x) for x in g], [int(x) for x in e]))
       lines.append('%r: source, decoder inputs and targets as mirror.make_batch.'
                    % sentence)
     return lines
@@ -438,6 +441,12 @@ class MirrorEncoder(Exercise):
           raise Mistake('padding_not_masked', 'the final state is the one after the '
                         'padding: a padded step (mask 0) must leave output and state as '
                         'they were')
+        if errors[0] <= TOLERANCE:
+          raise Mistake('state_not_masked', 'the final output is right and the state is '
+                        'not: a padded step must leave the state as it was too')
+        if errors[1] <= TOLERANCE:
+          raise Mistake('output_not_masked', 'the final state is right and the output is '
+                        'not: a padded step must leave the output as it was too')
         raise Mistake('values', 'the final output and state differ from Mirror.encode\'s '
                       '(relative error %.2g, %.2g)' % tuple(errors))
       return 'Values %s: relative error %.1e, %.1e.' % (how, *errors)

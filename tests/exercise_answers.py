@@ -583,3 +583,49 @@ WRONG.update({
     'loss_concat_axis1': ('bigram_loss', 'concat_axis'),
     'loss_sum': ('bigram_loss', 'not_mean'),
 })
+
+
+def cell_relu_update(i, o, state, w):
+  gate = lambda p: tf.matmul(i, w[p + 'x']) + tf.matmul(o, w[p + 'm']) + w[p + 'b']
+  state = tf.sigmoid(gate('f')) * state + tf.sigmoid(gate('i')) * tf.nn.relu(gate('c'))
+  return tf.sigmoid(gate('o')) * tf.tanh(state), state
+
+
+def encoder_state_unmasked(cell, source, source_mask):
+  o = tf.zeros([source.shape[0], cell.num_nodes])
+  state = tf.zeros_like(o)
+  for t in range(source.shape[1]):
+    new_o, state = cell(mirror.one_hot(source[:, t]), o, state)
+    keep = source_mask[:, t:t + 1]
+    o = keep * new_o + (1 - keep) * o
+  return o, state
+
+
+def sequences_eos_in_inputs(sentence):
+  ids = data.text_to_ids(sentence)[0]
+  target = list(data.text_to_ids(mirror_target(sentence))[0])
+  return list(ids[::-1]), [mirror.GO] + target + [mirror.EOS], target + [mirror.EOS]
+
+
+def dropout_not_scaled(lstm_cell, inputs, output, state, keep_prob, training):
+  outputs = []
+  for i in inputs:
+    if training:
+      i = i * tf.cast(tf.random.uniform(tf.shape(i)) < keep_prob, tf.float32)
+    output, state = lstm_cell(i, output, state)
+    outputs.append(output)
+  return outputs, output, state
+
+
+def unroll_returns_three(lstm_cell, train_inputs, saved_output, saved_state):
+  outputs = unroll(lstm_cell, train_inputs, saved_output, saved_state)
+  return outputs, saved_output, saved_state
+
+
+WRONG.update({
+    'cell_relu_update': ('lstm_cell', 'wrong_activation'),
+    'encoder_state_unmasked': ('mirror_encoder', 'state_not_masked'),
+    'sequences_eos_in_inputs': ('mirror_sequences', 'eos_in_inputs'),
+    'dropout_not_scaled': ('dropout', 'not_scaled'),
+    'unroll_returns_three': ('unroll', 'returns'),
+})
