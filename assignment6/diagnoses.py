@@ -366,12 +366,21 @@ class Exercise(object):
   def result(self, answer):
     try:
       lines = self.verify(answer)
-    except NotDone:
+    except (NotDone, NotImplementedError):
       return Result(False, 'not_done', '%s: not done yet (replace `raise '
                     'NotImplementedError()` with your code; exercises.%s.hint() helps)'
                     % (self.name, self.name))
     except Mistake as mistake:
       return Result(False, mistake.mistake, '%s: not yet: %s' % (self.name, mistake.message))
+    except Exception as error:  # pylint: disable=broad-except
+      # What the answer returned could not be used (a string for a tensor, ...), or its
+      # code raised where the check called it directly: one line, never a traceback.
+      found = from_exception(error, answer)
+      if found.mistake == 'exception' and not learner_frame(error, answer):
+        found = Mistake('unusable', 'the check could not use what your code returned (%s); '
+                        'compare its types and shapes with the exercise\'s text'
+                        % one_line(error))
+      return Result(False, found.mistake, '%s: not yet: %s' % (self.name, found.message))
     return Result(True, None, '\n'.join(['%s: correct.' % self.name] + list(lines)))
 
   def check(self, answer):
@@ -406,6 +415,9 @@ def expect_pair(got, names=('output', 'state')):
 
 def expect_shape(name, got, expected, why):
   shape = shape_of(got)
+  if shape is None:
+    raise Mistake('shape', '%s is a %s, not a tensor of shape %s = %s' % (
+        name, type(got).__name__, tuple(expected), why))
   if shape != tuple(expected):
     raise Mistake('shape', '%s has shape %s, expected %s = %s' % (
         name, shape, tuple(expected), why))

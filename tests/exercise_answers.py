@@ -629,3 +629,24 @@ WRONG.update({
     'dropout_not_scaled': ('dropout', 'not_scaled'),
     'unroll_returns_three': ('unroll', 'returns'),
 })
+
+
+def cell_returns_text(i, o, state, w):
+  return 'output', 'state'
+
+
+def cell_returns_strings(i, o, state, w):  # what the check cannot use: one line, no traceback
+  output, state = lstm_cell(i, o, state, w)
+  return tf.strings.as_string(output), state
+
+
+def logprob_returns_rows(predictions, labels):
+  predictions = np.maximum(predictions, 1e-10)
+  return np.sum(labels * -np.log(predictions), axis=1)
+
+
+WRONG.update({
+    'cell_returns_text': ('lstm_cell', 'shape'),
+    'cell_returns_strings': ('lstm_cell', 'unusable'),
+    'logprob_returns_rows': ('logprob', 'returns'),
+})
