@@ -1,8 +1,11 @@
 """The answers the exercise tests pass to the checks: a right one for every exercise
 (the solution notebooks' answers) and a bank of wrong ones, each a learner's mistake."""
+import re
+
 import numpy as np
 import tensorflow as tf
 from assignment6 import data, mirror, models
+
 
 def lstm_cell(i, o, state, w):
   input_gate = tf.sigmoid(tf.matmul(i, w['ix']) + tf.matmul(o, w['im']) + w['ib'])
@@ -11,6 +14,7 @@ def lstm_cell(i, o, state, w):
   state = forget_gate * state + input_gate * tf.tanh(update)
   output_gate = tf.sigmoid(tf.matmul(i, w['ox']) + tf.matmul(o, w['om']) + w['ob'])
   return output_gate * tf.tanh(state), state
+
 
 def unroll(lstm_cell, train_inputs, saved_output, saved_state):
   outputs = []
@@ -22,15 +26,19 @@ def unroll(lstm_cell, train_inputs, saved_output, saved_state):
   saved_state.assign(state)
   return outputs
 
+
 def inputs_and_labels(batches):
   return batches[:-1], batches[1:]
+
 
 def logprob(predictions, labels):
   predictions = np.maximum(predictions, 1e-10)
   return np.sum(labels * -np.log(predictions)) / labels.shape[0]
 
+
 def concatenate_gates(course):
   return tuple(tf.concat([course[p + s] for p in 'ifco'], axis=1) for s in 'xmb')
+
 
 def concat_cell(i, o, state, x_weights, m_weights, biases):
   z = tf.matmul(i, x_weights) + tf.matmul(o, m_weights) + biases
@@ -38,12 +46,15 @@ def concat_cell(i, o, state, x_weights, m_weights, biases):
   state = tf.sigmoid(forget_gate) * state + tf.sigmoid(input_gate) * tf.tanh(update)
   return tf.sigmoid(output_gate) * tf.tanh(state), state
 
+
 def embedding(ids, embeddings):
   return tf.nn.embedding_lookup(embeddings, ids)
+
 
 def bigram_ids(ids, stride=2):
   starts = np.arange(0, len(ids) - 1, stride)
   return ids[starts].astype(np.int32) * 27 + ids[starts + 1]
+
 
 class BigramBatchGenerator(data.BatchGenerator):
   def __init__(self, text, batch_size, num_unrollings):
@@ -51,8 +62,10 @@ class BigramBatchGenerator(data.BatchGenerator):
   def next(self):
     return self.next_ids()
 
+
 def bigram_labels(ids):
   return tf.gather(tf.eye(729), ids)
+
 
 def dropout(lstm_cell, inputs, output, state, keep_prob, training):
   outputs = []
@@ -63,13 +76,16 @@ def dropout(lstm_cell, inputs, output, state, keep_prob, training):
     outputs.append(tf.nn.dropout(output, rate=1 - keep_prob) if training else output)
   return outputs, output, state
 
+
 def mirror_target(text):
   return ' '.join(word[::-1] for word in text.split(' '))
+
 
 def mirror_sequences(sentence):
   ids = data.text_to_ids(sentence)[0]
   target = list(data.text_to_ids(mirror_target(sentence))[0])
   return list(ids[::-1]), [mirror.GO] + target, target + [mirror.EOS]
+
 
 def mirror_encoder(cell, source, source_mask):
   o = tf.zeros([source.shape[0], cell.num_nodes])
@@ -85,6 +101,7 @@ def mirror_encoder(cell, source, source_mask):
 # ---------------------------------------------------------------------------- wrong answers
 # Each is a mistake a learner makes, written as a learner would; WRONG maps its name to
 # (the exercise, the mistake the check must name).
+
 
 def cell_gates_swapped(i, o, state, w):  # input and output gates read each other's weights
   input_gate = tf.sigmoid(tf.matmul(i, w['ox']) + tf.matmul(o, w['om']) + w['ob'])
@@ -650,3 +667,74 @@ WRONG.update({
     'cell_returns_strings': ('lstm_cell', 'unusable'),
     'logprob_returns_rows': ('logprob', 'returns'),
 })
+
+
+# ---------------------------------------------------------------------------- other right answers
+# Written another way than the solutions: each must pass its check.
+
+
+def concat_one_matmul(i, o, state, x_weights, m_weights, biases):
+  z = tf.matmul(tf.concat([i, o], 1), tf.concat([x_weights, m_weights], 0)) + biases
+  H = state.shape[1]
+  ig, fg, u, og = tf.unstack(tf.reshape(z, [-1, 4, H]), axis=1)
+  state = tf.sigmoid(fg) * state + tf.sigmoid(ig) * tf.tanh(u)
+  return tf.sigmoid(og) * tf.tanh(state), state
+
+
+def loss_sparse(model, batches):
+  outputs, _, _ = model.unroll(batches[:-1], model.saved_output, model.saved_state)
+  return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
+      labels=tf.reshape(batches[1:], [-1]), logits=model.logits(outputs)))
+
+
+def embed_matmul(ids, embeddings):
+  return tf.tensordot(tf.one_hot(ids, embeddings.shape[0]), embeddings, 1)
+
+
+def logprob_mean(predictions, labels):
+  return float(np.mean(-np.log(np.maximum(np.sum(labels * predictions, 1), 1e-10))))
+
+
+def mirror_regex(text):
+  return re.sub(r'[a-z]+', lambda m: m.group(0)[::-1], text)
+
+
+def dropout_stateless(lstm_cell, inputs, output, state, keep_prob, training):
+  outs = []
+  for t, i in enumerate(inputs):
+    if training:
+      i = tf.nn.experimental.stateless_dropout(i, 1 - keep_prob, seed=[1, t])
+    output, state = lstm_cell(i, output, state)
+    if training:
+      output_kept = tf.nn.experimental.stateless_dropout(output, 1 - keep_prob, seed=[2, t])
+    outs.append(output_kept if training else output)
+  return outs, output, state
+
+
+def unroll_deps(lstm_cell, train_inputs, saved_output, saved_state):
+  outputs = list()
+  output = saved_output
+  state = saved_state
+  for i in train_inputs:
+    output, state = lstm_cell(i, output, state)
+    outputs.append(output)
+  with tf.control_dependencies([saved_output.assign(output), saved_state.assign(state)]):
+    return [tf.identity(x) for x in outputs]
+
+
+def ids_list(ids, stride=2):
+  return [27 * int(ids[k]) + int(ids[k + 1]) for k in range(0, len(ids) - 1, stride)]
+
+
+def sequences_np(sentence):
+  ids = data.text_to_ids(sentence)[0]
+  t = data.text_to_ids(mirror.mirror(sentence))[0]
+  return ids[::-1], np.concatenate([[mirror.GO], t]), np.concatenate([t, [mirror.EOS]])
+
+
+OTHER_RIGHT = {
+    'concat_one_matmul': 'concat_cell', 'loss_sparse': 'bigram_loss',
+    'embed_matmul': 'embedding', 'logprob_mean': 'logprob', 'mirror_regex': 'mirror_target',
+    'dropout_stateless': 'dropout', 'unroll_deps': 'unroll', 'ids_list': 'bigram_ids',
+    'sequences_np': 'mirror_sequences',
+}

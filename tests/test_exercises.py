@@ -37,6 +37,12 @@ def test_the_right_answer_passes(exercise, capsys):
   assert printed.startswith('%s: correct.' % exercise.name), printed
 
 
+@pytest.mark.parametrize('name', sorted(answers.OTHER_RIGHT))
+def test_a_right_answer_written_another_way_passes(name):
+  outcome = BY_NAME[answers.OTHER_RIGHT[name]].result(getattr(answers, name))
+  assert outcome.passed, outcome.message
+
+
 @pytest.mark.parametrize('name', sorted(answers.WRONG))
 def test_a_wrong_answer_gets_its_own_diagnosis(name, capsys):
   exercise, mistake = answers.WRONG[name]
