@@ -196,6 +196,7 @@ def train_cells(nb):
   return [c for c in nb.cells if c.cell_type == 'code' and '.train(' in c.source]
 
 
+@pytest.mark.notebook
 @pytest.mark.parametrize('name', NAMES)
 def test_exercise_notebook_as_shipped(name, kernel, tmp_path):
   nb = execute(os.path.join(exercise_notebooks.EXERCISE_NOTEBOOKS, name), kernel, tmp_path)
@@ -207,6 +208,7 @@ def test_exercise_notebook_as_shipped(name, kernel, tmp_path):
     assert 'nothing trained' in printed(cell)
 
 
+@pytest.mark.notebook
 @pytest.mark.parametrize('name', NAMES)
 def test_solution_notebook(name, kernel, tmp_path):
   nb = execute(os.path.join(exercise_notebooks.SOLUTIONS, name), kernel, tmp_path)
