@@ -17,7 +17,9 @@ after the prime; a bigram model with pairs that do not overlap (stride 2) reads 
 an even number of characters and writes two characters a token.
 """
 import math
+import os
 import random
+import shutil
 
 import numpy as np
 import tensorflow as tf
@@ -242,3 +244,28 @@ def sample_stateless(model, prime='', length=80, count=5, temperature=1.0, argma
                              tf.constant(0.0 if argmax else temperature, tf.float32),
                              tf.constant(seed, tf.int64), tf.constant(count, tf.int32))
   return [s.decode('utf-8') for s in samples['samples'].numpy()]
+
+
+# ---------------------------------------------------------------------------- export
+
+SIGNATURES = ('sample', 'score', 'evaluate')
+
+
+def save(model, directory):
+  """Write the model's `Generator` as a SavedModel in `directory`.
+
+  The signatures `sample`, `score` and `evaluate` (and the same functions as attributes
+  of the loaded object) need TensorFlow only: `tf.saved_model.load(directory)` in any
+  Python process, without assignment6. Written to `directory + '.partial'`, which
+  replaces `directory` (any previous export there) only when whole.
+  """
+  generator = Generator(model)
+  partial = directory.rstrip(os.sep) + '.partial'
+  if os.path.isdir(partial):
+    shutil.rmtree(partial)
+  tf.saved_model.save(generator, partial, signatures={
+      name: getattr(generator, name).get_concrete_function() for name in SIGNATURES})
+  if os.path.isdir(directory):
+    shutil.rmtree(directory)
+  os.replace(partial, directory)
+  return generator
