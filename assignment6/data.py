@@ -111,15 +111,19 @@ def corpus_path(data):
   return None
 
 
-def load_corpus(data=None, strict=False, print_fn=print):
+def load_corpus(data=None, strict=False, print_fn=print, vocabulary='text8'):
   """Read the corpus a script uses and say in one line which it is.
 
   Characters outside a-z and space become spaces, as in the course (`char2id`); their count
   is reported once, and `strict=True` refuses such a text. A text mostly outside the
-  alphabet is refused (`check_alphabet`).
+  alphabet is refused (`check_alphabet`). vocabulary='auto' (`--vocabulary=auto`): the
+  model will read every character of the text (`Vocabulary.from_text`), none is mapped.
   """
   path = corpus_path(data)
   text = read_data(path or SAMPLE_ZIP)
+  if vocabulary == 'auto':
+    print_fn('Corpus: %s (%d characters).' % (path or SAMPLE_DESCRIPTION, len(text)))
+    return text
   unexpected = text_to_ids(text)[1]
   if unexpected and strict:
     raise DataError('%s: %d characters outside a-z and space (--strict); clean the text '
@@ -348,11 +352,12 @@ def bigram_text(ids, stride=2):
 
 class BigramBatchGenerator(BatchGenerator):
   """The course's generator over bigrams (Problem 2b): `next()` gives bigram ids
-  (num_unrollings + 1, batch_size), the last row of one call first in the next."""
+  (num_unrollings + 1, batch_size), the last row of one call first in the next.
+  text: a text, or character ids of a vocabulary of `size` characters."""
 
-  def __init__(self, text, batch_size, num_unrollings, stride=2):
+  def __init__(self, text, batch_size, num_unrollings, stride=2, size=vocabulary_size):
     ids = text if isinstance(text, np.ndarray) else text_to_ids(text)[0]
-    super().__init__(bigram_ids(ids, stride), batch_size, num_unrollings)
+    super().__init__(bigram_ids(ids, stride, size), batch_size, num_unrollings)
 
   def next(self):
     return self.next_ids()

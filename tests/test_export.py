@@ -80,15 +80,19 @@ def exported(tmp_path_factory):
     assert exported_run.returncode == 0, exported_run.stderr
     assert 'Exported' in exported_run.stdout
     runs[name] = (directory, export_dir, result.stdout)
-  elsewhere = tmp_path_factory.mktemp('elsewhere')
-  env = {k: v for k, v in os.environ.items() if k != 'PYTHONPATH'}
-  loaded = subprocess.run([sys.executable, '-c', LOADER, json.dumps(PRIMES),
-                           valid.read_text()] + [str(runs[n][1]) for n in runs],
-                          capture_output=True, text=True, timeout=300, env=env,
-                          cwd=str(elsewhere))
-  assert loaded.returncode == 0, loaded.stderr
-  out = json.loads(loaded.stdout.splitlines()[-1])
+  out = load_elsewhere(tmp_path_factory.mktemp('elsewhere'), PRIMES, valid.read_text(),
+                       [runs[name][1] for name in runs])
   return runs, dict(zip(runs, out['models'])), out, valid
+
+
+def load_elsewhere(folder, primes, text, directories):
+  """LOADER in a process without assignment6 (no PYTHONPATH, cwd `folder`)."""
+  env = {k: v for k, v in os.environ.items() if k != 'PYTHONPATH'}
+  loaded = subprocess.run([sys.executable, '-c', LOADER, json.dumps(primes), text] +
+                          [str(d) for d in directories], capture_output=True, text=True,
+                          timeout=300, env=env, cwd=str(folder))
+  assert loaded.returncode == 0, loaded.stderr
+  return json.loads(loaded.stdout.splitlines()[-1])
 
 
 def test_the_savedmodel_loads_without_the_package(exported):
@@ -165,3 +169,71 @@ def test_export_refuses_bad_input(exported, tmp_path):
                '--overwrite')
   assert result.returncode == 0, result.stderr
   assert os.path.exists(os.path.join(export_dir, 'saved_model.pb'))
+
+
+WORDS = 'Käse Straße über grün Ärger Öl schön Μήλο νερό ψωμί καλημέρα ça déjà français'
+
+
+def own_text(seed=0, lines=300):
+  """A small German, Greek and French UTF-8 text with newlines: 44 distinct characters."""
+  rng = np.random.RandomState(seed)
+  words = WORDS.split()
+  return '\n'.join(' '.join(words[i] for i in rng.randint(len(words), size=8))
+                   for _ in range(lines))
+
+
+def test_your_own_text_trains_samples_and_exports(tmp_path):
+  """--vocabulary=auto: the text's own characters (sorted, in the checkpoint), for
+  characters and bigrams; sample and the SavedModel read them back."""
+  corpus, valid = tmp_path / 'own.txt', tmp_path / 'eval.txt'
+  corpus.write_text(own_text(), encoding='utf-8')
+  valid.write_text(own_text(seed=1, lines=10), encoding='utf-8')
+  characters = ''.join(sorted(set(corpus.read_text(encoding='utf-8'))))
+  runs, exports = {}, []
+  for name, script, args in (('characters', 'lstm', []),
+                             ('bigrams', 'problem2', ['--embedding_size=8'])):
+    directory = tmp_path / name
+    result = run(script, *SMALL, *args, '--vocabulary=auto', '--data=%s' % corpus,
+                 '--eval_data=%s' % valid, '--checkpoint_dir=%s' % directory)
+    assert result.returncode == 0, result.stderr
+    assert 'Vocabulary: %d characters %r' % (len(characters), characters) in result.stdout
+    model = checkpoints.load_model(str(directory))[0]
+    assert model.vocabulary.characters == characters
+    assert model.vocabulary_size == len(characters) ** (2 if name == 'bigrams' else 1)
+    sampled = run('sample', '--checkpoint_dir=%s' % directory, '--prime=grün Öl ',
+                  '--count=3', '--length=40')
+    assert sampled.returncode == 0, sampled.stderr
+    texts = sampled.stdout.split('=' * 80 + '\n')[1].splitlines(True)
+    assert ''.join(texts).count('grün Öl ') >= 3
+    assert set(''.join(texts)) <= set(characters)
+    export_dir = tmp_path / (name + '.savedmodel')
+    assert run('export', '--checkpoint_dir=%s' % directory,
+               '--export_dir=%s' % export_dir).returncode == 0
+    runs[name] = (model, result.stdout)
+    exports.append(export_dir)
+  primes = ['', 'grün Öl ']  # whole pairs for the bigram model
+  out = load_elsewhere(tmp_path, primes, valid.read_text(encoding='utf-8'), exports)
+  assert out['importable'] is False
+  for (name, (model, log)), loaded in zip(runs.items(), out['models']):
+    for prime in primes:
+      for temperature in (1.0, 0.5, 0.0):
+        assert loaded['samples']['%s|%g' % (prime, temperature)] == (
+            generate.sample_stateless(model, prime, 50, 3, temperature or 1.0,
+                                      argmax=temperature == 0, seed=7)), name
+    line = re.search(r'^Evaluation on .*: perplexity (\S+) per character', log, re.M)
+    assert '%.4f' % loaded['evaluate']['perplexity'] == line.group(1)
+  assert any(set(s) & set('äöüßΜήλονερόψωμίκαέçé')
+             for s in out['models'][0]['samples']['|1'])
+
+
+def test_a_vocabulary_too_large_for_bigrams_is_one_line(tmp_path):
+  corpus = tmp_path / 'many.txt'
+  alphabet = ''.join(chr(c) for c in range(0x400, 0x400 + 140))  # 139 Cyrillic letters and a space
+  corpus.write_text(' '.join(alphabet[i:i + 5] for i in range(0, 135)) * 20,
+                    encoding='utf-8')
+  result = run('problem2', *SMALL, '--vocabulary=auto', '--data=%s' % corpus)
+  assert result.returncode == 1 and 'Traceback' not in result.stderr
+  lines = result.stderr.strip().splitlines()
+  assert len(lines) == 1, result.stderr
+  assert ('--vocabulary=auto: the text has 140 distinct characters, so 19600 bigrams'
+          in lines[0]) and '--variant=embedding' in lines[0]
