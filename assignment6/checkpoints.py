@@ -430,7 +430,7 @@ class Checkpointer(object):
     return 'the last good checkpoint is %s (step %d)' % (self.last_path, self.last_step)
 
 
-# ---------------------------------------------------------------------------- a trained model
+# ---------------------------------------------------------------------------- trained model
 
 def newest_complete(directory, flag='--checkpoint_dir'):
   """The newest checkpoint in `directory` that reads whole: (path, notes on skipped ones).

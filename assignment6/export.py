@@ -1,4 +1,4 @@
-"""Keep a trained model: `python -m assignment6.export --checkpoint_dir=DIR --export_dir=OUT`.
+"""Keep a trained model: `python -m assignment6.export --checkpoint_dir=D --export_dir=OUT`.
 
 Writes a SavedModel (`tf.saved_model.save` of `generate.Generator`, a `tf.Module`) that
 TensorFlow alone loads and runs, in a process without assignment6:

@@ -155,7 +155,8 @@ class Generator(tf.Module):
             tf.strings.reduce_join(tf.gather(self.characters, second), axis=1))
 
   @tf.function(input_signature=[
-      tf.TensorSpec([], tf.string, name='prime'), tf.TensorSpec([], tf.int32, name='length'),
+      tf.TensorSpec([], tf.string, name='prime'),
+      tf.TensorSpec([], tf.int32, name='length'),
       tf.TensorSpec([], tf.float32, name='temperature'),
       tf.TensorSpec([], tf.int64, name='seed'), tf.TensorSpec([], tf.int32, name='count')])
   def sample(self, prime, length, temperature, seed, count):

@@ -132,7 +132,8 @@ def test_scores_equal_eval_datas(exported, name):
   assert int(evaluation['characters']) == int(line.group(3))
   model = checkpoints.load_model(str(directory))[0]
   tokens = training.tokens_of(model, text)
-  nats = training.validation_logprob(model, training.validation_batches(tokens), len(tokens))
+  nats = training.validation_logprob(model, training.validation_batches(tokens),
+                                     len(tokens))
   assert evaluation['nats'] == nats  # to the last bit: the same fused or stepped graph
   _, perplexity, bits, characters = training.evaluate_text(model, text)
   assert evaluation['perplexity'] == pytest.approx(perplexity, rel=1e-14)
@@ -228,7 +229,7 @@ def test_your_own_text_trains_samples_and_exports(tmp_path):
 
 def test_a_vocabulary_too_large_for_bigrams_is_one_line(tmp_path):
   corpus = tmp_path / 'many.txt'
-  alphabet = ''.join(chr(c) for c in range(0x400, 0x400 + 140))  # 139 Cyrillic letters and a space
+  alphabet = ''.join(chr(c) for c in range(0x400, 0x400 + 140))  # 139 of them used
   corpus.write_text(' '.join(alphabet[i:i + 5] for i in range(0, 135)) * 20,
                     encoding='utf-8')
   result = run('problem2', *SMALL, '--vocabulary=auto', '--data=%s' % corpus)
