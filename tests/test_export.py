@@ -238,3 +238,18 @@ def test_a_vocabulary_too_large_for_bigrams_is_one_line(tmp_path):
   assert len(lines) == 1, result.stderr
   assert ('--vocabulary=auto: the text has 140 distinct characters, so 19600 bigrams'
           in lines[0]) and '--variant=embedding' in lines[0]
+
+
+def test_a_run_resumes_only_with_its_vocabulary():
+  saved = {name: 0 for name, _ in checkpoints.MODEL_SETTINGS}
+  saved.update({name: 0 for name in checkpoints.TRAINING_SETTINGS})
+  text = own_text(lines=5)
+  saved['vocabulary'] = ''.join(sorted(set(text)))
+  current = dict(saved, vocabulary=checkpoints.data.TEXT8_CHARACTERS)
+  with pytest.raises(checkpoints.CheckpointError,
+                     match=r'reads 44 characters \(the text.s\), this run.s 27; give '
+                           r'--vocabulary=auto'):
+    checkpoints.compare_settings('runs/mine', saved, current)
+  assert checkpoints.compare_settings('runs/mine', saved, dict(saved)) == []
+  del saved['vocabulary']  # a checkpoint from before --vocabulary: text8's
+  assert checkpoints.compare_settings('runs/mine', saved, current) == []
