@@ -36,6 +36,8 @@ from absl.logging import converter
 import numpy as np
 import tensorflow as tf
 
+from assignment6 import cells, data, models
+
 PREFIX = 'ckpt'
 MAX_TO_KEEP = 3  # the newest complete checkpoint, and two to fall back on
 PAUSE_VARIABLE = 'ASSIGNMENT6_CHECKPOINT_PAUSE_AT'  # the test hook
@@ -57,7 +59,7 @@ TRAINING_SETTINGS = ('learning_rate', 'decay_steps', 'decay_rate', 'clip_norm', 
 SETTING_DEFAULTS = {'tf1_ref_variables': False}
 # Their types (the rest are integers): a checkpoint's variables keep theirs.
 FLOAT_SETTINGS = ('learning_rate', 'decay_rate', 'clip_norm', 'keep_prob')
-STRING_SETTINGS = ('variant', 'cell')
+STRING_SETTINGS = ('variant', 'cell', 'vocabulary')
 BOOL_SETTINGS = ('peepholes', 'tf1_ref_variables')
 
 
@@ -65,11 +67,13 @@ class CheckpointError(ValueError):
   """A checkpoint problem, one line naming --checkpoint_dir and what to do."""
 
 
-def run_settings(settings, variant, bigram_stride, text):
+def run_settings(settings, variant, bigram_stride, text, vocabulary=None):
   """The settings a checkpoint records: {name: int, float, bool or str}.
 
   settings: the run's flags (absl FLAGS or any object with them); text: the whole corpus,
-  recorded by its length and CRC-32 (a checkpoint continues on the same text only).
+  recorded by its length and CRC-32 (a checkpoint continues on the same text only);
+  vocabulary: the model's `data.Vocabulary` (text8's by default), recorded as its
+  characters (`sample` and `export` read them back).
   """
   names = [name for name, _ in MODEL_SETTINGS[2:-2]] + list(TRAINING_SETTINGS)
   values = {name: getattr(settings, name, SETTING_DEFAULTS[name]) if name in SETTING_DEFAULTS
@@ -78,6 +82,7 @@ def run_settings(settings, variant, bigram_stride, text):
   values['bigram_stride'] = bigram_stride if variant == 'bigram' else 0
   values['corpus_characters'] = len(text)
   values['corpus_crc32'] = zlib.crc32(text.encode('utf-8'))
+  values['vocabulary'] = (vocabulary or data.TEXT8).characters
   for name, value in values.items():
     if name in FLOAT_SETTINGS:
       values[name] = float(value)
@@ -271,6 +276,17 @@ def compare_settings(directory, saved, current):
                             'this run has %s=%s; give %s=%s or another --checkpoint_dir'
                             % (directory, flag, _flag_value(saved[name]), flag,
                                _flag_value(current[name]), flag, _flag_value(saved[name])))
+  saved_vocabulary = saved.get('vocabulary', data.TEXT8_CHARACTERS)
+  current_vocabulary = current.get('vocabulary', data.TEXT8_CHARACTERS)
+  if saved_vocabulary != current_vocabulary:
+    raise CheckpointError('--checkpoint_dir=%s: the checkpoint\'s model reads %d characters '
+                          '(%s), this run\'s %d; give --vocabulary=%s or another '
+                          '--checkpoint_dir'
+                          % (directory, len(saved_vocabulary),
+                             'text8\'s' if saved_vocabulary == data.TEXT8_CHARACTERS
+                             else 'the text\'s', len(current_vocabulary),
+                             'text8' if saved_vocabulary == data.TEXT8_CHARACTERS
+                             else 'auto'))
   return ['--%s=%s differs from the checkpoint\'s %s: the resumed run uses %s'
           % (name, _flag_value(current[name]), _flag_value(saved.get(name)),
              _flag_value(current[name]))
@@ -416,3 +432,71 @@ class Checkpointer(object):
     if self.last_path is None:
       return 'no checkpoint was written yet in --checkpoint_dir=%s' % self.directory
     return 'the last good checkpoint is %s (step %d)' % (self.last_path, self.last_step)
+
+
+# ---------------------------------------------------------------------------- trained model
+
+def newest_complete(directory, flag='--checkpoint_dir'):
+  """The newest checkpoint in `directory` that reads whole: (path, notes on skipped ones).
+
+  Raises CheckpointError naming `flag` when there is none.
+  """
+  if not os.path.isdir(directory):
+    raise CheckpointError('%s=%s: no such directory; give the --checkpoint_dir of a '
+                          'language-model run (e.g. python -m assignment6.lstm '
+                          '--checkpoint_dir=DIR)' % (flag, directory))
+  paths = candidates(directory)
+  if not paths:
+    raise CheckpointError('%s=%s: holds no checkpoint; give the --checkpoint_dir of a '
+                          'language-model run (e.g. python -m assignment6.lstm '
+                          '--checkpoint_dir=DIR)' % (flag, directory))
+  notes = []
+  for path in paths:
+    problem = damage(path)
+    if problem is None:
+      return path, notes
+    notes.append('%s is damaged or incomplete (%s); trying the one before it'
+                 % (path, problem))
+  raise CheckpointError('%s=%s: no complete checkpoint (the newest, %s: %s); train the '
+                        'run again' % (flag, directory, paths[0], damage(paths[0])))
+
+
+def load_model(directory, flag='--checkpoint_dir'):
+  """The trained `LanguageModel` of a run's directory, from its newest complete checkpoint.
+
+  The model is rebuilt from the settings the checkpoint records (cell, sizes, tokens,
+  vocabulary: nothing else is needed, no path is read from it, and it runs on any device)
+  and its variables restored. Returns (model, settings, path, notes); raises
+  CheckpointError (one line naming `flag`).
+  """
+  path, notes = newest_complete(directory, flag)
+  settings = read_settings(path)
+  missing = [name for name, _ in MODEL_SETTINGS if name not in settings]
+  if not settings or missing:
+    raise CheckpointError('%s=%s: %s is not a checkpoint of an assignment6 language-model '
+                          'run (lstm, problem1, problem2); give that run\'s directory'
+                          % (flag, directory, os.path.basename(path)))
+  try:
+    vocabulary = data.Vocabulary(settings.get('vocabulary', data.TEXT8_CHARACTERS))
+  except data.DataError as error:
+    raise CheckpointError('%s=%s: %s' % (flag, directory, error)) from None
+  bigram = settings['variant'] == 'bigram'
+  vocabulary_size = vocabulary.size ** 2 if bigram else vocabulary.size
+  embedding_size = settings['embedding_size'] or None
+  try:
+    cell = cells.make_cell(settings['cell'], embedding_size or vocabulary_size,
+                           settings['num_nodes'], settings['peepholes'],
+                           settings['num_proj'], settings['num_nonrec_proj'])
+  except ValueError as error:
+    raise CheckpointError('%s=%s: %s' % (flag, directory, error)) from None
+  model = models.LanguageModel(cell, settings['batch_size'], vocabulary_size,
+                               embedding_size, settings['keep_prob'],
+                               stride=settings['bigram_stride'] if bigram else 1,
+                               vocabulary=vocabulary)
+  try:
+    status = tf.train.Checkpoint(model=model).restore(path)
+    status.expect_partial().assert_existing_objects_matched()
+  except (AssertionError, ValueError, tf.errors.OpError) as error:
+    raise CheckpointError('%s=%s: %s does not fit the model its settings describe (%s)'
+                          % (flag, directory, path, first_line(error))) from None
+  return model, settings, path, notes

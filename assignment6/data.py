@@ -111,15 +111,19 @@ def corpus_path(data):
   return None
 
 
-def load_corpus(data=None, strict=False, print_fn=print):
+def load_corpus(data=None, strict=False, print_fn=print, vocabulary='text8'):
   """Read the corpus a script uses and say in one line which it is.
 
   Characters outside a-z and space become spaces, as in the course (`char2id`); their count
   is reported once, and `strict=True` refuses such a text. A text mostly outside the
-  alphabet is refused (`check_alphabet`).
+  alphabet is refused (`check_alphabet`). vocabulary='auto' (`--vocabulary=auto`): the
+  model will read every character of the text (`Vocabulary.from_text`), none is mapped.
   """
   path = corpus_path(data)
   text = read_data(path or SAMPLE_ZIP)
+  if vocabulary == 'auto':
+    print_fn('Corpus: %s (%d characters).' % (path or SAMPLE_DESCRIPTION, len(text)))
+    return text
   unexpected = text_to_ids(text)[1]
   if unexpected and strict:
     raise DataError('%s: %d characters outside a-z and space (--strict); clean the text '
@@ -199,6 +203,81 @@ def one_hot(ids, depth=vocabulary_size):
   return np.eye(depth, dtype=np.float32)[np.asarray(ids)]
 
 
+# ---------------------------------------------------------------------------- vocabularies
+
+TEXT8_CHARACTERS = ' ' + string.ascii_lowercase  # char2id's order: ' ' 0, 'a'..'z' 1..26
+MAX_BIGRAM_BYTES = 2**30  # the largest bigram one-hot table accepted (float32, V^2 x V^2)
+
+
+class Vocabulary(object):
+  """The characters a model reads and writes; a character's id is its place in them.
+
+  text8's (the default): space and a-z, the course's `char2id` ids (also their sorted
+  order). `from_text` (`--vocabulary=auto`): every character of a training text, sorted by
+  code point, so any UTF-8 text can be learnt. A character outside the vocabulary gets id
+  0, as `char2id` maps it to a space, and is counted (`ids`).
+  """
+
+  def __init__(self, characters=TEXT8_CHARACTERS):
+    if not characters or list(characters) != sorted(set(characters)):
+      raise DataError('a vocabulary is distinct characters in sorted order, not %r'
+                      % characters[:40])
+    self.characters = characters
+    self.codes = np.array([ord(c) for c in characters], dtype=np.int64)  # (V,) sorted
+
+  @classmethod
+  def from_text(cls, text):
+    return cls(''.join(sorted(set(text))))
+
+  @property
+  def size(self):
+    return len(self.characters)
+
+  @property
+  def is_text8(self):
+    return self.characters == TEXT8_CHARACTERS
+
+  def ids(self, text):
+    """A text's ids: (ids (len,) integers, count of characters outside the vocabulary)."""
+    if self.is_text8:
+      return text_to_ids(text)
+    codes = np.frombuffer(text.encode('utf-32-le'), dtype=np.uint32).astype(np.int64)
+    places = np.minimum(np.searchsorted(self.codes, codes), self.size - 1)
+    known = self.codes[places] == codes
+    return np.where(known, places, 0).astype(np.int32), int(np.count_nonzero(~known))
+
+  def unknown(self, text):
+    """The characters of `text` outside the vocabulary, sorted, as one string."""
+    return ''.join(sorted(set(text) - set(self.characters)))
+
+  def text(self, ids):
+    """The characters of an array of ids, as one string."""
+    return ''.join(self.characters[int(i)] for i in np.ravel(ids))
+
+  def bigram_text(self, ids, stride=2):
+    """The characters of a sequence of bigram ids `size * first + second` cut with
+    `stride` (`bigram_text` for text8's)."""
+    pairs = [self.characters[int(i) // self.size] + self.characters[int(i) % self.size]
+             for i in np.ravel(ids)]
+    if stride == 1:
+      return pairs[0][:1] + ''.join(pair[1] for pair in pairs) if pairs else ''
+    return ''.join(pairs)
+
+  def check_bigrams(self, limit=MAX_BIGRAM_BYTES):
+    """Refuse a vocabulary whose bigram one-hot table, (V^2, V^2) float32, exceeds
+    `limit` bytes (the labels are rows of it: `models.one_hot`)."""
+    pairs = self.size * self.size
+    if pairs * pairs * 4 > limit:
+      raise DataError('--vocabulary=auto: the text has %d distinct characters, so %d '
+                      'bigrams, whose one-hot table (%.1f GB) would not fit in memory; use '
+                      '--variant=embedding, or a text with at most %d distinct characters'
+                      % (self.size, pairs, pairs * pairs * 4 / 1e9,
+                         int((limit / 4) ** 0.25)))
+
+
+TEXT8 = Vocabulary()
+
+
 class BatchGenerator(object):
   """The course's batches: `batch_size` cursors spaced `len(text) // batch_size` apart.
 
@@ -250,14 +329,16 @@ class BatchGenerator(object):
     self._last_ids = np.asarray(last_ids, dtype=np.int32).copy()
 
 
-def bigram_ids(ids, stride=2):
+def bigram_ids(ids, stride=2, size=vocabulary_size):
   """Character ids (n,) -> bigram ids `27 * first + second` (m,) int32.
+
+  size: the characters' vocabulary size (27; `Vocabulary.size` for another vocabulary).
 
   stride 2: pairs that do not overlap (characters 0-1, 2-3, ...), so a model predicting the
   next pair predicts every character once; stride 1: overlapping pairs (0-1, 1-2, ...).
   """
   starts = np.arange(0, len(ids) - 1, stride)
-  return ids[starts].astype(np.int32) * vocabulary_size + ids[starts + 1]
+  return ids[starts].astype(np.int32) * size + ids[starts + 1]
 
 
 def bigram_text(ids, stride=2):
@@ -271,11 +352,12 @@ def bigram_text(ids, stride=2):
 
 class BigramBatchGenerator(BatchGenerator):
   """The course's generator over bigrams (Problem 2b): `next()` gives bigram ids
-  (num_unrollings + 1, batch_size), the last row of one call first in the next."""
+  (num_unrollings + 1, batch_size), the last row of one call first in the next.
+  text: a text, or character ids of a vocabulary of `size` characters."""
 
-  def __init__(self, text, batch_size, num_unrollings, stride=2):
+  def __init__(self, text, batch_size, num_unrollings, stride=2, size=vocabulary_size):
     ids = text if isinstance(text, np.ndarray) else text_to_ids(text)[0]
-    super().__init__(bigram_ids(ids, stride), batch_size, num_unrollings)
+    super().__init__(bigram_ids(ids, stride, size), batch_size, num_unrollings)
 
   def next(self):
     return self.next_ids()

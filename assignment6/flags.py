@@ -35,6 +35,9 @@ flags.DEFINE_string('data', None, 'text8.zip, or a plain or .xz text8-format fil
                     'Default: ./text8.zip if present, else the embedded sample.')
 flags.DEFINE_bool('strict', False, 'Refuse a text with characters outside a-z and space '
                   '(the course maps them to spaces).')
+flags.DEFINE_enum('vocabulary', 'text8', ['text8', 'auto'], 'text8: the course\'s 27 '
+                  'characters (a-z and space); auto: every character of the --data text, '
+                  'sorted (train on any UTF-8 text; kept in the checkpoint).')
 flags.DEFINE_integer('seed', 0, 'Seeds Python, NumPy and TensorFlow (weights, samples, '
                      'dropout).', lower_bound=0, upper_bound=2**32 - 1)
 flags.DEFINE_string('log_file', None, 'Also write the log to this file. An existing '

@@ -10,7 +10,7 @@ it with `tf.nn.embedding_lookup`.
 import numpy as np
 import tensorflow as tf
 
-from assignment6 import cells
+from assignment6 import cells, data
 
 
 def one_hot(ids, depth):
@@ -25,11 +25,14 @@ class LanguageModel(tf.Module):
   embedding_size: None for the course's one-hot inputs, else the embedding's width.
   keep_prob: dropout's keep probability on the non-recurrent connections (Problem 2c).
   stride: characters a token advances (1 for characters; 2 or 1 for bigrams).
+  vocabulary: the characters (`data.Vocabulary`, text8's by default); the tokens are
+  they, or their pairs when `vocabulary_size` is their number squared.
   """
 
   def __init__(self, cell, batch_size, vocabulary_size, embedding_size=None,
-               keep_prob=1.0, seed=0, stride=1, name='model'):
+               keep_prob=1.0, seed=0, stride=1, name='model', vocabulary=None):
     super().__init__(name=name)
+    self.vocabulary = vocabulary or data.TEXT8
     self.stride = stride
     self.cell = cell
     self.batch_size = batch_size
@@ -215,3 +218,51 @@ class LanguageModel(tf.Module):
       feed = tf.minimum(tf.reduce_sum(below, axis=1), self.vocabulary_size - 1)  # (S,)
       sampled = sampled.write(t + 1, feed)
     return tf.transpose(sampled.stack())
+
+  @tf.function(input_signature=[tf.TensorSpec([None, None], tf.int32),
+                                tf.TensorSpec([None, None], tf.float64),
+                                tf.TensorSpec([], tf.float32), tf.TensorSpec([], tf.bool)])
+  def sample_after(self, prime_ids, uniforms, temperature, argmax):
+    """Continue S primes by N tokens: the state warmed on each prime, then inverse CDF.
+
+    prime_ids (S, P) int32, P >= 1: the state reads prime_ids[:, :-1], then each step feeds
+    the last token and draws the next from softmax(logits / temperature) with the next
+    uniform, as the course's `sample_distribution` (the first id whose cumulative
+    probability reaches the draw). uniforms (S, N) float64; temperature () float32 (1: the
+    course's sampling, exactly); argmax () bool: the most likely token instead (greedy).
+    Returns the N new ids (S, N). With P = 1 and temperature 1 it is `sample_sequences`.
+    """
+    count = tf.shape(prime_ids)[0]
+    output, state = self.zero_state(count)
+    for t in tf.range(tf.shape(prime_ids)[1] - 1):  # warm the state on the prime
+      output, state = self.cell(self.inputs(prime_ids[:, t]), output, state)
+    temperature = tf.where(argmax, tf.constant(1.0), temperature)  # no 0 division
+    feed = prime_ids[:, -1]
+    sampled = tf.TensorArray(tf.int32, size=tf.shape(uniforms)[1], element_shape=[None])
+    for t in tf.range(tf.shape(uniforms)[1]):
+      output, state = self.cell(self.inputs(feed), output, state)
+      logits = self.classifier(output) / temperature  # (S, V)
+      probabilities = tf.nn.softmax(logits)  # (S, V)
+      cumulative = tf.cumsum(tf.cast(probabilities, tf.float64), axis=1)  # (S, V)
+      below = tf.cast(cumulative < uniforms[:, t:t + 1], tf.int32)
+      drawn = tf.minimum(tf.reduce_sum(below, axis=1), self.vocabulary_size - 1)  # (S,)
+      feed = tf.where(argmax, tf.argmax(logits, axis=1, output_type=tf.int32), drawn)
+      sampled = sampled.write(t, feed)
+    return tf.reshape(tf.transpose(sampled.stack()), [count, -1])
+
+  @tf.function(input_signature=[tf.TensorSpec([None], tf.int32)])
+  def log_probabilities(self, ids):
+    """Each token's log-probability given those before it, from a zero state.
+
+    ids (N + 1,) int32 -> (N,) float64 nats <= 0: log p(ids[t + 1] | ids[:t + 1]), the
+    probability clamped at 1e-10 as the course's `logprob` does, one cell step at a time
+    (the reference twin of `sequence_logprob`'s sum).
+    """
+    output, state = self.zero_state(1)
+    scores = tf.TensorArray(tf.float64, size=tf.shape(ids)[0] - 1, element_shape=[])
+    for t in tf.range(tf.shape(ids)[0] - 1):
+      output, state = self.cell(self.inputs(tf.reshape(ids[t], [1])), output, state)
+      probabilities = tf.nn.softmax(self.classifier(output))  # (1, V)
+      p = tf.maximum(tf.cast(probabilities[0, ids[t + 1]], tf.float64), 1e-10)
+      scores = scores.write(t, tf.math.log(p))
+    return scores.stack()

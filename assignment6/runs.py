@@ -117,16 +117,27 @@ def seed_everything(seed):
   tf.random.set_seed(seed)
 
 
-def print_data_checks(text, valid_size, batch_size, num_unrollings, log):
+def print_data_checks(text, valid_size, batch_size, num_unrollings, log, vocabulary=None):
   """The notebook's data cells: sizes, heads, char2id/id2char, and the printed batches.
 
   Returns (train_batches, valid_batches) advanced as the notebook's printing leaves them.
+  vocabulary: another than text8's (`--vocabulary=auto`) prints its characters instead of
+  char2id's and the batches, and advances the generators as that printing does.
   """
   log('Data size %d' % len(text))
   valid_text = text[:valid_size]
   train_text = text[valid_size:]
   log('%d %s' % (len(train_text), train_text[:64]))
   log('%d %s' % (len(valid_text), valid_text[:64]))
+  if vocabulary is not None and not vocabulary.is_text8:
+    log('Vocabulary: %d characters %r' % (vocabulary.size, vocabulary.characters))
+    train_batches = data.BatchGenerator(vocabulary.ids(train_text)[0], batch_size,
+                                        num_unrollings)
+    valid_batches = data.BatchGenerator(vocabulary.ids(valid_text)[0], 1, 1)
+    for _ in range(2):
+      train_batches.next_ids()
+      valid_batches.next_ids()
+    return train_batches, valid_batches
   log('%d %d %d %d' % (data.char2id('a'), data.char2id('z'), data.char2id(' '),
                        data.char2id('\u00ef')))
   log('%s %s %s' % (data.id2char(1), data.id2char(26), data.id2char(0)))
@@ -246,8 +257,8 @@ def unwritable(directory, file=None):
   return None
 
 
-def build_model(settings, vocabulary_size=data.vocabulary_size, stride=1):
-  """The cell and model the flags describe."""
+def build_model(settings, vocabulary_size=data.vocabulary_size, stride=1, vocabulary=None):
+  """The cell and model the flags describe (vocabulary: its `data.Vocabulary`)."""
   try:
     input_size = settings.embedding_size or vocabulary_size
     cell = cells.make_cell(settings.cell, input_size, settings.num_nodes,
@@ -257,7 +268,7 @@ def build_model(settings, vocabulary_size=data.vocabulary_size, stride=1):
     fail(str(error))
   return models.LanguageModel(cell, settings.batch_size, vocabulary_size,
                               settings.embedding_size, settings.keep_prob,
-                              seed=settings.seed, stride=stride)
+                              seed=settings.seed, stride=stride, vocabulary=vocabulary)
 
 
 def read_initial_weights(path):
@@ -325,12 +336,18 @@ def _run_language_model(settings, title, variant, bigram_stride):
   log = Log()
   silent = lambda line='': None  # a resumed run's opening lines are in its log already
   try:
+    auto = getattr(settings, 'vocabulary', 'text8') == 'auto'
     text = data.load_corpus(settings.data, settings.strict,
-                            silent if options.resume else log)
+                            silent if options.resume else log,
+                            'auto' if auto else 'text8')
+    vocabulary = data.Vocabulary.from_text(text) if auto else data.TEXT8
+    if auto and variant == 'bigram':
+      vocabulary.check_bigrams()
     eval_text = None
     if settings.eval_data:
       eval_text = data.read_data(settings.eval_data)
-      data.check_alphabet(settings.eval_data, eval_text)
+      if not auto:
+        data.check_alphabet(settings.eval_data, eval_text)
       if token_count(len(eval_text), variant, bigram_stride) < 1:
         fail('--eval_data=%s: %d character(s) are too few to score; give a longer text'
              % (settings.eval_data, len(eval_text)))
@@ -343,17 +360,18 @@ def _run_language_model(settings, title, variant, bigram_stride):
     if not options.resume:  # a resumed run's cursors come from its checkpoint
       log(title)
       train_batches, _ = print_data_checks(text, settings.valid_size, settings.batch_size,
-                                           settings.num_unrollings, log)
+                                           settings.num_unrollings, log, vocabulary)
+    train_ids = vocabulary.ids(text[settings.valid_size:])[0]
     if variant == 'bigram':
-      train_batches = data.BigramBatchGenerator(text[settings.valid_size:],
-                                                settings.batch_size,
-                                                settings.num_unrollings, bigram_stride)
-      model = build_model(settings, data.bigram_vocabulary_size, bigram_stride)
+      train_batches = data.BigramBatchGenerator(train_ids, settings.batch_size,
+                                                settings.num_unrollings, bigram_stride,
+                                                vocabulary.size)
+      model = build_model(settings, vocabulary.size ** 2, bigram_stride, vocabulary)
     else:
       if options.resume:
-        train_batches = data.BatchGenerator(text[settings.valid_size:],
-                                            settings.batch_size, settings.num_unrollings)
-      model = build_model(settings)
+        train_batches = data.BatchGenerator(train_ids, settings.batch_size,
+                                            settings.num_unrollings)
+      model = build_model(settings, vocabulary.size, vocabulary=vocabulary)
     valid_tokens = training.tokens_of(model, valid_text)
     valid_batches = training.validation_batches(valid_tokens)
     if initial_weights is not None:
@@ -457,7 +475,7 @@ def open_checkpoints(settings, options, variant, bigram_stride, text, model, tra
            % (directory, error.strerror))
   return checkpoints.Checkpointer(
       directory, model, trainer, train_batches, valid_batches,
-      checkpoints.run_settings(settings, variant, bigram_stride, text),
+      checkpoints.run_settings(settings, variant, bigram_stride, text, model.vocabulary),
       options.checkpoint_every)
 
 

@@ -300,20 +300,23 @@ def one_hot_np(ids, model):
 
 
 def is_bigram(model):
-  return model.vocabulary_size == data.bigram_vocabulary_size
+  """Whether the model's tokens are pairs of its vocabulary's characters."""
+  return model.vocabulary_size == model.vocabulary.size ** 2 != model.vocabulary.size
 
 
 def token_text(model, ids):
   """The characters of token ids (characters or bigrams)."""
   if is_bigram(model):
-    return data.bigram_text(ids, model.stride)
-  return data.ids_to_text(ids)
+    return model.vocabulary.bigram_text(ids, model.stride)
+  return model.vocabulary.text(ids)
 
 
 def tokens_of(model, text):
   """A text's token ids for the model: characters, or bigrams cut with its stride."""
-  ids = data.text_to_ids(text)[0]
-  return data.bigram_ids(ids, model.stride) if is_bigram(model) else ids
+  ids = model.vocabulary.ids(text)[0]
+  if is_bigram(model):
+    return data.bigram_ids(ids, model.stride, model.vocabulary.size)
+  return ids
 
 
 # ---------------------------------------------------------------------------- sampling

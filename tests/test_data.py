@@ -167,3 +167,31 @@ def test_the_course_printed_figures_on_text8():
   valid_batches = data.BatchGenerator(valid_text, 1, 1)
   assert [data.batches2string(valid_batches.next()) for _ in range(2)] == checks[
       'batches2string(valid_batches.next()) first two calls']
+
+
+def test_the_text8_vocabulary_is_char2id_and_the_sorted_alphabet():
+  vocabulary = data.Vocabulary()
+  assert vocabulary.size == 27 and vocabulary.is_text8
+  assert [vocabulary.characters.index(c) for c in 'az '] == [data.char2id(c) for c in 'az ']
+  text = 'the quick brown fox jumps over the lazy dog'
+  assert data.Vocabulary.from_text(text + 'q').characters == data.TEXT8_CHARACTERS
+  ids, unexpected = vocabulary.ids('Caf\u00e9 ok')
+  np.testing.assert_array_equal(ids, data.text_to_ids('Caf\u00e9 ok')[0])
+  assert unexpected == 2 and vocabulary.text(ids) == ' af  ok'
+
+
+def test_a_vocabulary_from_any_text():
+  vocabulary = data.Vocabulary.from_text('\u03bd\u03b5\u03c1\u03cc\nStra\u00dfe')
+  assert vocabulary.characters == ''.join(sorted('\u03bd\u03b5\u03c1\u03cc\nStra\u00dfe'))
+  ids, unknown = vocabulary.ids('Stra\u00dfe\n\u03bd\u03b5\u03c1\u03ccX')
+  assert unknown == 1 and vocabulary.text(ids[:-1]) == 'Stra\u00dfe\n\u03bd\u03b5\u03c1\u03cc'
+  assert ids[-1] == 0 and vocabulary.unknown('XaY') == 'XY'
+  pairs = data.bigram_ids(ids[:-1], 2, vocabulary.size)  # 11 characters: 5 pairs
+  assert vocabulary.bigram_text(pairs, 2) == 'Stra\u00dfe\n\u03bd\u03b5\u03c1'
+  assert vocabulary.bigram_text(data.bigram_ids(ids[:-1], 1, vocabulary.size), 1) == (
+      'Stra\u00dfe\n\u03bd\u03b5\u03c1\u03cc')
+  with pytest.raises(data.DataError, match='sorted'):
+    data.Vocabulary('ba')
+  with pytest.raises(data.DataError, match='129 distinct characters, so 16641 bigrams'):
+    data.Vocabulary(''.join(chr(c) for c in range(0x400, 0x400 + 129))).check_bigrams()
+  data.Vocabulary(''.join(chr(c) for c in range(0x400, 0x400 + 128))).check_bigrams()
