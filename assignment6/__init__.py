@@ -4,7 +4,10 @@ Data flows one way: `data` (text8, batches) -> `cells` (the LSTM cells) -> `mode
 (the language models) -> `training` (train step, validation, sampling, the log) ->
 `course` (the comparison with the course's recorded run). `lstm`, `problem1`, `problem2`
 and `problem3` are the scripts; `course_tf1` is the course's own code, TF1-style, the
-yardstick the port is tested and timed against.
+yardstick the port is tested and timed against. After training: `sample`, `export`
+(through `generate`) and `summaries` (TensorBoard). The learner's exercises: `exercises`
+and `exercises_problems` (checks, hints, solutions), `diagnoses` (what a wrong answer
+computes), `exercise_notebooks` (the exercise notebooks made from the solutions).
 """
 import os
 import sys
