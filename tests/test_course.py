@@ -111,6 +111,7 @@ def test_a_diverged_run_is_not_consistent():
     log = log_of(curve, 1001, lambda s: bad if s == 500 else 0.0)
     line = course.verdict(log, course.course_log(), True, NAMES)
     assert line.startswith('Verdict: NOT consistent'), line
+    assert ('(a validation figure is not finite)' in line) == (not math.isfinite(bad))
 
 
 def test_each_measured_seed_is_consistent_with_the_course_at_every_length():
