@@ -46,7 +46,7 @@ def measure(settings, paths):
   import json
   if len(paths) < 2 or len(paths) != len(settings.seeds):
     runs.fail('--measure_seeds needs two or more logs and one --seeds value for each '
-              '(%d logs, %d seeds)' % (len(paths), len(settings.seeds)))
+              '(%d logs, %d seeds); see --helpshort' % (len(paths), len(settings.seeds)))
   try:
     seeds = [int(seed) for seed in settings.seeds]
     measured = course.measure_seeds([course.read_log(path) for path in paths], seeds,
