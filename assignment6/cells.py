@@ -239,7 +239,8 @@ def block_lstm(x_weights, m_weights, biases, inputs, output, state, peepholes=No
   stacked, with its gates in the order input, update, forget, output ("ICFO"), so the
   columns are permuted from `GATES`; `forget_bias=0` and `cell_clip=-1` (none) make it the
   course's cell (a `cell_clip` clips c_t as `ConcatCell` does in the forward pass, but
-  the kernel's gradient ignores it: used for validation only, never trained through); its peepholes are the paper's (`wci`, `wcf` on c_{t-1}, `wco` on c_t).
+  the kernel's gradient ignores it: used for validation only, never trained through); its
+  peepholes are the paper's (`wci`, `wcf` on c_{t-1}, `wco` on c_t).
   (BlockLSTMV2 keeps `GATES` order, but its registered gradient does not match its forward
   in TensorFlow 2.21; tests/test_cells.py checks this one's against the cell's.)
   """
