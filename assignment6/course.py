@@ -7,9 +7,9 @@ here as package data): its settings, data checks, its log every 100 steps and it
 sets two of them side by side with a one-line verdict.
 
 The verdict's tolerance is measured, step by step, from runs of the course's code:
-`SEEDS_JSON` holds the validation perplexity at every 100th step of 7,001-step runs of the course's cell
-(the port with `--cell=course`, the course's arithmetic bit for bit) with ten seeds on the
-embedded sample. For the steps a comparison has in common, the tolerance is a quarter more
+`SEEDS_JSON` holds the validation perplexity at every 100th step of 7,001-step runs of the
+course's cell (the port with `--cell=course`, the course's arithmetic bit for bit) with ten
+seeds on the embedded sample. For the steps a comparison has in common, the tolerance is a quarter more
 than the most any of those seeds differs, on average over the same steps, from the course's
 recorded run (or, between two logs, any seed from another). Early steps move fast and the
 seeds spread there, so a short run gets the wider tolerance its own steps call for. Made
