@@ -65,9 +65,10 @@ flags.DEFINE_float('proj_clip', 0.0, 'Clip the projections r_t and p_t to [-proj
                    'with --num_proj or --num_nonrec_proj.', lower_bound=0)
 flags.DEFINE_float('proj_scale', 0.3, 'The projections are r_t = s W_rm m_t, p_t = s W_pm '
                    'm_t with W drawn 1/s wider: the same cell at the start, but SGD moves the '
-                   'projections s^2 as fast (measured: at the course\'s rate 10, s = 1 '
-                   'diverged in most seeds, 0.3 in none). 1: the plain product. Acts only '
-                   'with --num_proj or --num_nonrec_proj.')
+                   'projections s^2 as fast (measured at the course\'s rate 10: s = 1 '
+                   'diverged in 6 of 8 seeds with 64 cells and 1 of 5 with 88; 0.3 in none '
+                   'of 40 runs). 1: the plain product. Acts only with --num_proj or '
+                   '--num_nonrec_proj.')
 # Problem 2.
 flags.DEFINE_integer('embedding_size', 0, 'Embedding width for the inputs; 0: the '
                      'course\'s one-hot inputs.', lower_bound=0, upper_bound=MAX_SIZE)
