@@ -124,22 +124,36 @@ class ConcatCell(tf.Module):
       p_t = W_pm m_t        (num_nonrec_proj; joins r_t at the output layer)
 
   `W_ic, W_fc, W_oc` are diagonal (vectors `w_ic, w_fc, w_oc` of H) with `peepholes`.
+  With `proj_scale` s the projections are r_t = s W_rm m_t and p_t = s W_pm m_t, their
+  weights drawn s times wider (`paper_init` / s), so a new cell computes what it computes
+  with s = 1; only SGD sees a difference: the product s W moves s^2 as fast as an
+  unscaled W (as if the projections had their own learning rate, s^2 times the rest).
+  `cell_clip` and `proj_clip` are TensorFlow 1 `LSTMCell`'s: c_t is clipped to
+  [-cell_clip, cell_clip] before m_t and the output peephole read it (and is the state
+  carried on), r_t and p_t to [-proj_clip, proj_clip]; None: no clip.
   The cell's output is [r_t, p_t] (B, P + Q): the output layer reads all of it, the next
   step reads r_t, its first R columns. With no option set this is exactly the course's cell.
   """
 
   def __init__(self, input_size, num_nodes, peepholes=False, num_proj=None,
-               num_nonrec_proj=None, seed=0, fused=False, name=None):
+               num_nonrec_proj=None, seed=0, fused=False, name=None, cell_clip=None,
+               proj_clip=None, proj_scale=1.0):
     super().__init__(name=name)
     if fused and (num_proj or num_nonrec_proj):
       raise ValueError('--cell=fused has no projections (TensorFlow\'s fused kernel has '
                        'none); use --cell=concat with --num_proj or --num_nonrec_proj')
+    if fused and cell_clip:
+      raise ValueError('--cell=fused: the gradient of TensorFlow\'s fused kernel ignores '
+                       '--cell_clip; use --cell=concat with it')
     self.fused = fused
     self.input_size = input_size
     self.num_nodes = num_nodes
     self.peepholes = peepholes
     self.num_proj = num_proj or None
     self.num_nonrec_proj = num_nonrec_proj or None
+    self.cell_clip = cell_clip or None
+    self.proj_clip = proj_clip or None
+    self.proj_scale = float(proj_scale)
     self.recurrent_size = self.num_proj or num_nodes  # R
     self.output_size = self.recurrent_size + (self.num_nonrec_proj or 0)
     seeds = seed_stream(seed)
@@ -154,11 +168,11 @@ class ConcatCell(tf.Module):
       self.w_fc = tf.Variable(paper_init([num_nodes], next(seeds)), name='w_fc')
       self.w_oc = tf.Variable(paper_init([num_nodes], next(seeds)), name='w_oc')
     if self.num_proj:
-      self.w_rm = tf.Variable(paper_init([num_nodes, self.num_proj], next(seeds)),
-                              name='w_rm')
+      self.w_rm = tf.Variable(paper_init([num_nodes, self.num_proj], next(seeds)) /
+                              self.proj_scale, name='w_rm')
     if self.num_nonrec_proj:
-      self.w_pm = tf.Variable(paper_init([num_nodes, self.num_nonrec_proj], next(seeds)),
-                              name='w_pm')
+      self.w_pm = tf.Variable(paper_init([num_nodes, self.num_nonrec_proj], next(seeds)) /
+                              self.proj_scale, name='w_pm')
 
   def assign_course(self, course):
     """Set the gate variables from the course's twelve (a dict of arrays or variables)."""
@@ -179,14 +193,23 @@ class ConcatCell(tf.Module):
       input_gate += self.w_ic * state
       forget_gate += self.w_fc * state
     state = tf.sigmoid(forget_gate) * state + tf.sigmoid(input_gate) * tf.tanh(update)
+    if self.cell_clip:
+      state = tf.clip_by_value(state, -self.cell_clip, self.cell_clip)
     if self.peepholes:
       output_gate += self.w_oc * state
     m = tf.sigmoid(output_gate) * tf.tanh(state)  # (B, H)
-    outputs = [tf.matmul(m, self.w_rm) if self.num_proj else m]  # r_t (B, R)
+    outputs = [self.project(m, self.w_rm) if self.num_proj else m]  # r_t (B, R)
     if self.num_nonrec_proj:
-      outputs.append(tf.matmul(m, self.w_pm))  # p_t (B, Q)
+      outputs.append(self.project(m, self.w_pm))  # p_t (B, Q)
+    if self.proj_clip and (self.num_proj or self.num_nonrec_proj):
+      outputs = [tf.clip_by_value(part, -self.proj_clip, self.proj_clip) for part in outputs]
     output = outputs[0] if len(outputs) == 1 else tf.concat(outputs, axis=1)
     return output, state
+
+  def project(self, m, weights):
+    """A projection: m (B, H) @ weights (H, P), times `proj_scale` -> (B, P)."""
+    projection = tf.matmul(m, weights)
+    return projection if self.proj_scale == 1 else self.proj_scale * projection
 
   def __call__(self, i, o, state):
     """One step: i (B, input_size), o (B, P + Q), state (B, H) -> output, state."""
@@ -202,10 +225,11 @@ class ConcatCell(tf.Module):
     the cell T times. inputs (T, B, input_size) -> outputs (T, B, H), last output, state."""
     peepholes = (self.w_ic, self.w_fc, self.w_oc) if self.peepholes else None
     return block_lstm(self.x_weights, self.m_weights, self.biases, inputs, output, state,
-                      peepholes)
+                      peepholes, self.cell_clip)
 
 
-def block_lstm(x_weights, m_weights, biases, inputs, output, state, peepholes=None):
+def block_lstm(x_weights, m_weights, biases, inputs, output, state, peepholes=None,
+               cell_clip=None):
   """T steps of the cell in TensorFlow's fused kernel, `BlockLSTM`.
 
   x_weights (input, 4H), m_weights (H, 4H), biases (1, 4H) in `GATES` order; inputs
@@ -214,7 +238,9 @@ def block_lstm(x_weights, m_weights, biases, inputs, output, state, peepholes=No
   BlockLSTM multiplies [x_t, m_{t-1}] by one (input + H, 4H) matrix, the two weights
   stacked, with its gates in the order input, update, forget, output ("ICFO"), so the
   columns are permuted from `GATES`; `forget_bias=0` and `cell_clip=-1` (none) make it the
-  course's cell; its peepholes are the paper's (`wci`, `wcf` on c_{t-1}, `wco` on c_t).
+  course's cell (a `cell_clip` clips c_t as `ConcatCell` does in the forward pass, but
+  the kernel's gradient ignores it: used for validation only, never trained through); its
+  peepholes are the paper's (`wci`, `wcf` on c_{t-1}, `wco` on c_t).
   (BlockLSTMV2 keeps `GATES` order, but its registered gradient does not match its forward
   in TensorFlow 2.21; tests/test_cells.py checks this one's against the cell's.)
   """
@@ -228,7 +254,7 @@ def block_lstm(x_weights, m_weights, biases, inputs, output, state, peepholes=No
       seq_len_max=tf.cast(tf.shape(inputs)[0], tf.int64), x=inputs, cs_prev=state,
       h_prev=output, w=icfo(tf.concat([x_weights, m_weights], axis=0)), wci=w_ic,
       wcf=w_fc, wco=w_oc, b=icfo(tf.reshape(biases, [-1])), forget_bias=0.0,
-      cell_clip=-1.0, use_peephole=peepholes is not None)
+      cell_clip=float(cell_clip or -1.0), use_peephole=peepholes is not None)
   return h, h[-1], cs[-1]  # (T, B, H), (B, H), (B, H)
 
 
@@ -236,14 +262,16 @@ CELLS = ('course', 'concat', 'fused')
 
 
 def make_cell(cell, input_size, num_nodes, peepholes=False, num_proj=None,
-              num_nonrec_proj=None, seed=0):
+              num_nonrec_proj=None, seed=0, cell_clip=None, proj_clip=None,
+              proj_scale=1.0):
   """The cell a script's --cell names; the paper's options need the concatenated cell."""
   if cell == 'course':
-    if peepholes or num_proj or num_nonrec_proj:
-      raise ValueError('--peepholes, --num_proj and --num_nonrec_proj need --cell=concat '
-                       '(or --cell=fused, peepholes only)')
+    if peepholes or num_proj or num_nonrec_proj or cell_clip:
+      raise ValueError('--peepholes, --num_proj, --num_nonrec_proj and --cell_clip need '
+                       '--cell=concat (or --cell=fused: no projections)')
     return CourseCell(input_size, num_nodes, seed=seed, name='lstm_cell')
   if cell in ('concat', 'fused'):
     return ConcatCell(input_size, num_nodes, peepholes, num_proj, num_nonrec_proj,
-                      seed=seed, fused=cell == 'fused', name='lstm_cell')
+                      seed=seed, fused=cell == 'fused', name='lstm_cell',
+                      cell_clip=cell_clip, proj_clip=proj_clip, proj_scale=proj_scale)
   raise ValueError('--cell=%s: use one of %s' % (cell, ', '.join(CELLS)))

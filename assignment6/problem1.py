@@ -8,8 +8,11 @@
 matmuls instead of the course's eight. The same flags as `assignment6.lstm`.
 """
 from absl import app
+from absl import flags as absl_flags
 
 from assignment6 import flags, runs
+
+absl_flags.adopt_module_key_flags(flags)  # --helpshort and --help list the shared flags
 
 flags.FLAGS.set_default('cell', 'concat')
 

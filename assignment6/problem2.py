@@ -20,6 +20,8 @@ from absl import flags as absl_flags
 
 from assignment6 import flags, runs
 
+absl_flags.adopt_module_key_flags(flags)  # --helpshort and --help list the shared flags
+
 absl_flags.DEFINE_enum('variant', 'bigram', ['embedding', 'bigram'], 'embedding: characters '
                   'through an embedding (2a); bigram: the 729-bigram LSTM (2b).')
 absl_flags.DEFINE_integer('bigram_stride', 2, 'Characters between the starts of two bigrams: 2 '

@@ -263,7 +263,10 @@ def build_model(settings, vocabulary_size=data.vocabulary_size, stride=1, vocabu
     input_size = settings.embedding_size or vocabulary_size
     cell = cells.make_cell(settings.cell, input_size, settings.num_nodes,
                            settings.peepholes, settings.num_proj, settings.num_nonrec_proj,
-                           seed=settings.seed)
+                           seed=settings.seed,
+                           cell_clip=getattr(settings, 'cell_clip', 0) or None,
+                           proj_clip=getattr(settings, 'proj_clip', 0) or None,
+                           proj_scale=getattr(settings, 'proj_scale', 1.0))
   except ValueError as error:
     fail(str(error))
   return models.LanguageModel(cell, settings.batch_size, vocabulary_size,
@@ -486,6 +489,25 @@ def kept_checkpoint(checkpointer):
   return checkpointer.kept() + ': --resume continues from it'
 
 
+def divergence_watch(log, vocabulary_size):
+  """`log`, and a note on stderr (once) when a validation perplexity is above the
+  vocabulary size: worse than a uniform guess over the tokens, a run that diverged."""
+  noted = []
+
+  def watched(line=''):
+    log(line)
+    if line.startswith('Validation set perplexity: ') and not noted:
+      perplexity = float(line.split(': ')[1])
+      if not perplexity <= vocabulary_size:  # nan too
+        noted.append(perplexity)
+        note('validation perplexity %s is above %d, the vocabulary size (worse than a '
+             'uniform guess): the run diverged; lower --learning_rate or --clip_norm'
+             % (line.split(': ')[1], vocabulary_size))
+
+  watched.text = log.text
+  return watched
+
+
 def train_with_checkpoints(trainer, train_batches, valid_batches, settings, valid_size, log,
                            mean_loss=0.0, checkpointer=None, record=None):
   """`training.train` with checkpoints, and one line for a run that cannot go on.
@@ -494,6 +516,7 @@ def train_with_checkpoints(trainer, train_batches, valid_batches, settings, vali
   --checkpoint_every, and after the last; never after the loss or a weight went non-finite.
   """
   chunk = {'first': int(trainer.global_step.numpy())}
+  log = divergence_watch(log, trainer.model.vocabulary_size)
 
   def after_chunk(step, chunk_mean_loss):
     if checkpointer is not None and (step == settings.num_steps - 1 or

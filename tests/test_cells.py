@@ -21,8 +21,10 @@ def sigmoid(x):
   return 1 / (1 + np.exp(-x))
 
 
-def numpy_cell(p, x, o, c, peepholes, num_proj, num_nonrec_proj):
-  """One step of the paper's cell in float64, from named parameters (gate order i f c o)."""
+def numpy_cell(p, x, o, c, peepholes, num_proj, num_nonrec_proj, cell_clip=None,
+               proj_clip=None, proj_scale=1.0):
+  """One step of the paper's cell in float64, from named parameters (gate order i f c o);
+  TensorFlow 1 LSTMCell's clips and the projections' scale as the cell's docstring says."""
   r = o[:, :num_proj or H]
   z = x @ p['x_weights'] + r @ p['m_weights'] + p['biases']
   zi, zf, zc, zo = np.split(z, 4, axis=1)
@@ -30,12 +32,16 @@ def numpy_cell(p, x, o, c, peepholes, num_proj, num_nonrec_proj):
     zi = zi + p['w_ic'] * c
     zf = zf + p['w_fc'] * c
   c_new = sigmoid(zf) * c + sigmoid(zi) * np.tanh(zc)
+  if cell_clip:
+    c_new = np.clip(c_new, -cell_clip, cell_clip)
   if peepholes:
     zo = zo + p['w_oc'] * c_new
   m = sigmoid(zo) * np.tanh(c_new)
-  outputs = [m @ p['w_rm'] if num_proj else m]
+  outputs = [proj_scale * (m @ p['w_rm']) if num_proj else m]
   if num_nonrec_proj:
-    outputs.append(m @ p['w_pm'])
+    outputs.append(proj_scale * (m @ p['w_pm']))
+  if proj_clip and (num_proj or num_nonrec_proj):
+    outputs = [np.clip(part, -proj_clip, proj_clip) for part in outputs]
   return np.concatenate(outputs, axis=1), c_new
 
 
@@ -126,6 +132,49 @@ def test_concat_cell_equals_the_papers_equations(options, compiled):
                                err_msg=name)
 
 
+# TensorFlow 1 LSTMCell's clips and the projections' scale: (options, cell_clip, proj_clip,
+# proj_scale). The clips are set where they cut some values of the random inputs.
+CLIPPED = [((True, 3, 2), 0.8, 0.1, 0.3), ((False, 3, None), None, None, 0.3),
+           ((True, None, 2), None, 0.5, 1.0), ((True, None, None), 0.6, None, 1.0),
+           ((False, 3, 2), 0.5, 0.15, 0.5)]
+
+
+@pytest.mark.parametrize('compiled', [False, True], ids=['eager', 'tf.function'])
+@pytest.mark.parametrize('options,cell_clip,proj_clip,proj_scale', CLIPPED)
+def test_clips_and_projection_scale_equal_the_reference(options, cell_clip, proj_clip,
+                                                        proj_scale, compiled):
+  cell = cells.ConcatCell(INPUT, H, *options, seed=3, cell_clip=cell_clip,
+                          proj_clip=proj_clip, proj_scale=proj_scale)
+  randomize(cell)
+  x, o, c = random_inputs(cell)
+  ro, rc = loss_weights(cell)
+  params = {v.name.split(':')[0].split('/')[-1]: v.numpy().astype(np.float64)
+            for v in cell.trainable_variables}
+  every = options + (cell_clip, proj_clip, proj_scale)
+  output, state = numpy_cell(params, x, o, c, *every)
+  if cell_clip:  # the clip cuts some values: the test reaches its branch
+    assert np.any(np.abs(numpy_cell(params, x, o, c, *options)[1]) > cell_clip)
+  if proj_clip:
+    assert np.any(np.abs(output) == proj_clip)
+  tf_output, tf_state, tf_grads = tf_loss_and_gradients(cell, x, o, c, ro, rc, compiled)
+  np.testing.assert_allclose(tf_output, output, rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(tf_state, state, rtol=1e-5, atol=1e-6)
+  grads = numpy_gradients(params, x, o, c, ro, rc, every)
+  for name, gradient in grads.items():
+    np.testing.assert_allclose(tf_grads[name], gradient, rtol=1e-4, atol=1e-5,
+                               err_msg=name)
+
+
+def test_a_projection_scale_starts_as_the_same_cell():
+  """The scale only reparametrises: weights drawn 1/s wider, the same outputs at the start."""
+  x, o, c = (tf.constant(a, tf.float32) for a in random_inputs(
+      cells.ConcatCell(INPUT, H, True, 3, 2, seed=9)))
+  plain = cells.ConcatCell(INPUT, H, True, 3, 2, seed=9)(x, o, c)
+  scaled = cells.ConcatCell(INPUT, H, True, 3, 2, seed=9, proj_scale=0.3)(x, o, c)
+  for a, b in zip(plain, scaled):
+    np.testing.assert_allclose(b.numpy(), a.numpy(), rtol=1e-5, atol=1e-6)
+
+
 def course_as_paper(course_cell):
   """The course's twelve variables as the reference's named parameters."""
   values = {k: v.numpy().astype(np.float64) for k, v in
@@ -179,11 +228,12 @@ def test_make_cell_refuses_paper_options_on_the_course_cell():
     cells.make_cell('lstm', 27, 8)
 
 
-@pytest.mark.parametrize('peepholes', [False, True])
-def test_fused_kernel_equals_the_cell_step_by_step(peepholes):
+@pytest.mark.parametrize('peepholes,cell_clip', [(False, None), (True, None), (True, 0.5)])
+def test_fused_kernel_equals_the_cell_step_by_step(peepholes, cell_clip):
   """TensorFlow's own fused kernel (BlockLSTM, gates mapped from GATES order) against the
   ConcatCell called T times: outputs, final state and every gradient."""
-  cell = cells.ConcatCell(INPUT, H, peepholes=peepholes, seed=6, fused=True)
+  cell = cells.ConcatCell(INPUT, H, peepholes=peepholes, seed=6, fused=not cell_clip,
+                          cell_clip=cell_clip)
   randomize(cell)
   rng = np.random.default_rng(7)
   x = tf.constant(rng.normal(size=(6, B, INPUT)), tf.float32)
@@ -205,8 +255,16 @@ def test_fused_kernel_equals_the_cell_step_by_step(peepholes):
       loss = tf.reduce_sum(outputs * weights) + tf.reduce_sum(c * c)
     results.append([outputs, o, c] + tape.gradient(
         loss, [x, o0, c0] + list(cell.trainable_variables)))
+  if cell_clip:  # the kernel clips as the cell does; its gradient ignores the clip
+    assert np.abs(results[0][2].numpy()).max() == pytest.approx(cell_clip)  # it cuts
+    results = [r[:3] for r in results]
   for ours, fused in zip(*results):
     np.testing.assert_allclose(fused.numpy(), ours.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_fused_cell_refuses_a_cell_clip():
+  with pytest.raises(ValueError, match='ignores --cell_clip'):
+    cells.make_cell('fused', 27, 8, cell_clip=3.0)
 
 
 def test_fused_cell_refuses_projections():
@@ -231,17 +289,20 @@ def legacy_cells():
 
 
 @pytest.mark.filterwarnings('ignore:`tf.nn.rnn_cell.LSTMCell` is deprecated')
-@pytest.mark.parametrize('peepholes,num_proj', [(False, None), (True, None), (True, 3),
-                                                (False, 3)])
-def test_concat_cell_equals_the_legacy_tensorflow_lstm_cell(peepholes, num_proj):
+@pytest.mark.parametrize('peepholes,num_proj,cell_clip,proj_clip', [
+    (False, None, None, None), (True, None, None, None), (True, 3, None, None),
+    (False, 3, None, None), (True, 3, 0.8, 0.7)])
+def test_concat_cell_equals_the_legacy_tensorflow_lstm_cell(peepholes, num_proj, cell_clip,
+                                                            proj_clip):
   """The legacy `LSTMCell(use_peepholes=..., num_proj=...)` of TensorFlow 1, kept in the
   `tf_keras` package (a test extra): the same outputs, state and input gradients once its
   weights are ours, its gates mapped from `GATES` order to its own (i, j, f, o)."""
   legacy_module = legacy_cells()
-  cell = cells.ConcatCell(INPUT, H, peepholes=peepholes, num_proj=num_proj, seed=8)
+  cell = cells.ConcatCell(INPUT, H, peepholes=peepholes, num_proj=num_proj, seed=8,
+                          cell_clip=cell_clip, proj_clip=proj_clip)
   randomize(cell)
   legacy = legacy_module.LSTMCell(H, use_peepholes=peepholes, num_proj=num_proj,
-                                  forget_bias=0.0)
+                                  forget_bias=0.0, cell_clip=cell_clip, proj_clip=proj_clip)
   x, o, c = (tf.constant(a, tf.float32) for a in random_inputs(cell))
   legacy(x, (c, o))  # builds its variables
 

@@ -139,3 +139,36 @@ def test_a_bigram_log_compares_per_character():
   assert record['average_loss'] == pytest.approx(3.3)
   assert record['minibatch_perplexity'] == pytest.approx(27.0)
   assert record['validation_perplexity'] == pytest.approx(20.0)
+
+
+@pytest.mark.parametrize('module,own_flags', [
+    ('lstm', ['--num_steps', '--learning_rate', '--clip_norm', '--cell', '--num_proj',
+              '--proj_clip', '--log_file', '--checkpoint_dir']),
+    ('problem1', ['--num_steps', '--peepholes', '--num_proj', '--num_nonrec_proj']),
+    ('problem2', ['--variant', '--bigram_stride', '--embedding_size', '--keep_prob',
+                  '--num_steps']),
+    ('problem3', ['--num_steps', '--attention', '--mirror', '--checkpoint_dir']),
+    ('compare', ['--measure_seeds', '--seeds']),
+])
+@pytest.mark.parametrize('help_flag', ['--helpshort', '--help'])
+def test_help_lists_the_scripts_own_flags(module, own_flags, help_flag):
+  """What every flag error points to (`Pass --helpshort or --helpfull`) lists the flags."""
+  result = run(module, help_flag)  # absl ends a help flag with exit status 1
+  assert 'Traceback' not in result.stderr, result.stderr
+  listed = set(re.findall(r'^  --(?:\[no\])?(\w+)', result.stdout, re.M))
+  assert {flag[2:] for flag in own_flags} <= listed, result.stdout
+  assert 'log_dir' not in listed and 'verbosity' not in listed  # absl's own: --helpfull
+  error = run(module, '--no_such_flag=1')
+  assert error.returncode != 0 and 'Pass --helpshort or --helpfull' in error.stderr
+
+
+def test_a_diverging_run_says_so_in_one_line(corpus):
+  _, path = corpus
+  result = run('lstm', *SMALL, '--data=%s' % path, '--learning_rate=1000', '--nocompare')
+  notes = [line for line in result.stderr.splitlines() if 'the run diverged' in line]
+  assert len(notes) == 1, result.stderr
+  assert re.search(r'note: validation perplexity [\d.]+ is above 27, the vocabulary size '
+                   r'\(worse than a uniform guess\): the run diverged; lower '
+                   r'--learning_rate or --clip_norm$', notes[0])
+  calm = run('lstm', *SMALL, '--data=%s' % path, '--nocompare')
+  assert calm.returncode == 0 and 'diverged' not in calm.stderr
