@@ -47,7 +47,9 @@ PAUSE_VARIABLE = 'ASSIGNMENT6_CHECKPOINT_PAUSE_AT'  # the test hook
 MODEL_SETTINGS = (
     ('variant', '--variant'), ('bigram_stride', '--bigram_stride'), ('cell', '--cell'),
     ('num_nodes', '--num_nodes'), ('peepholes', '--peepholes'), ('num_proj', '--num_proj'),
-    ('num_nonrec_proj', '--num_nonrec_proj'), ('embedding_size', '--embedding_size'),
+    ('num_nonrec_proj', '--num_nonrec_proj'), ('cell_clip', '--cell_clip'),
+    ('proj_clip', '--proj_clip'), ('proj_scale', '--proj_scale'),
+    ('embedding_size', '--embedding_size'),
     ('batch_size', '--batch_size'), ('num_unrollings', '--num_unrollings'),
     ('valid_size', '--valid_size'), ('corpus_characters', '--data'),
     ('corpus_crc32', '--data'))
@@ -56,9 +58,12 @@ MODEL_SETTINGS = (
 TRAINING_SETTINGS = ('learning_rate', 'decay_steps', 'decay_rate', 'clip_norm', 'keep_prob',
                      'seed', 'summary_frequency', 'tf1_ref_variables')
 # Settings newer than some checkpoints (and settings objects): the value they mean.
-SETTING_DEFAULTS = {'tf1_ref_variables': False}
+# (A checkpoint written before the paper's clips and projection scale had neither: 1.0.)
+SETTING_DEFAULTS = {'tf1_ref_variables': False, 'cell_clip': 0.0, 'proj_clip': 0.0,
+                    'proj_scale': 1.0}
 # Their types (the rest are integers): a checkpoint's variables keep theirs.
-FLOAT_SETTINGS = ('learning_rate', 'decay_rate', 'clip_norm', 'keep_prob')
+FLOAT_SETTINGS = ('learning_rate', 'decay_rate', 'clip_norm', 'keep_prob', 'cell_clip',
+                  'proj_clip', 'proj_scale')
 STRING_SETTINGS = ('variant', 'cell', 'vocabulary')
 BOOL_SETTINGS = ('peepholes', 'tf1_ref_variables')
 
@@ -259,6 +264,7 @@ def compare_settings(directory, saved, current):
     raise CheckpointError('--checkpoint_dir=%s: its checkpoint is not one of an '
                           'assignment6 language-model run; give that run\'s directory or '
                           'another --checkpoint_dir' % directory)
+  saved = dict(SETTING_DEFAULTS, **saved)  # what an older checkpoint's settings meant
   for name, flag in MODEL_SETTINGS:
     if name not in saved:
       raise CheckpointError('--checkpoint_dir=%s: its checkpoint does not record %s '
@@ -471,6 +477,7 @@ def load_model(directory, flag='--checkpoint_dir'):
   """
   path, notes = newest_complete(directory, flag)
   settings = read_settings(path)
+  settings = dict(SETTING_DEFAULTS, **settings) if settings else settings
   missing = [name for name, _ in MODEL_SETTINGS if name not in settings]
   if not settings or missing:
     raise CheckpointError('%s=%s: %s is not a checkpoint of an assignment6 language-model '
@@ -486,7 +493,10 @@ def load_model(directory, flag='--checkpoint_dir'):
   try:
     cell = cells.make_cell(settings['cell'], embedding_size or vocabulary_size,
                            settings['num_nodes'], settings['peepholes'],
-                           settings['num_proj'], settings['num_nonrec_proj'])
+                           settings['num_proj'], settings['num_nonrec_proj'],
+                           cell_clip=settings['cell_clip'] or None,
+                           proj_clip=settings['proj_clip'] or None,
+                           proj_scale=settings['proj_scale'])
   except ValueError as error:
     raise CheckpointError('%s=%s: %s' % (flag, directory, error)) from None
   model = models.LanguageModel(cell, settings['batch_size'], vocabulary_size,
