@@ -50,12 +50,7 @@ def main(argv):
   if problem:
     runs.fail('--export_dir=%s: cannot be written (%s); give a writable directory'
               % (directory, problem))
-  try:
-    model, _, path, notes = checkpoints.load_model(FLAGS.checkpoint_dir)
-  except checkpoints.CheckpointError as error:
-    runs.fail(str(error))
-  for line in notes:
-    runs.note(line)
+  model, path = runs.load_trained_model(FLAGS.checkpoint_dir)
   try:
     with checkpoints.quiet_logging():
       generate.save(model, directory)

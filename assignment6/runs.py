@@ -110,6 +110,21 @@ def program():
   return os.path.basename(sys.argv[0]) or 'assignment6'
 
 
+def load_trained_model(directory):
+  """The trained model of a run's --checkpoint_dir for `sample` and `export`: (model,
+  path of its checkpoint), its notes printed; a missing flag or a bad checkpoint is one line."""
+  if not directory:
+    fail('--checkpoint_dir: give the directory of a trained run (python -m '
+         'assignment6.lstm --checkpoint_dir=DIR trains one)')
+  try:
+    model, _, path, notes = checkpoints.load_model(directory)
+  except checkpoints.CheckpointError as error:
+    fail(str(error))
+  for line in notes:
+    note(line)
+  return model, path
+
+
 def seed_everything(seed):
   """One --seed for Python's and NumPy's generators (samples) and TensorFlow's."""
   random.seed(seed)

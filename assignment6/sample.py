@@ -19,7 +19,7 @@ import math
 from absl import app
 from absl import flags
 
-from assignment6 import checkpoints, generate, runs
+from assignment6 import generate, runs
 
 flags.DEFINE_string('checkpoint_dir', None, 'The --checkpoint_dir of a language-model run '
                     '(its newest complete checkpoint is read).')
@@ -46,15 +46,7 @@ FLAGS = flags.FLAGS
 
 def main(argv):
   runs.reject_arguments(argv)
-  if not FLAGS.checkpoint_dir:
-    runs.fail('--checkpoint_dir: give the directory of a trained run (python -m '
-              'assignment6.lstm --checkpoint_dir=DIR trains one)')
-  try:
-    model, _, path, notes = checkpoints.load_model(FLAGS.checkpoint_dir)
-  except checkpoints.CheckpointError as error:
-    runs.fail(str(error))
-  for line in notes:
-    runs.note(line)
+  model, path = runs.load_trained_model(FLAGS.checkpoint_dir)
   try:
     if FLAGS.sampler == 'course':
       runs.seed_everything(FLAGS.seed)
