@@ -91,28 +91,27 @@ def _whole(path, events):
   return size == os.path.getsize(path)
 
 
-def read_scalars(logdir):
-  """{tag: [(step, value), ...]} of every scalar in `logdir`'s event files, in file order."""
-  scalars = {}
+def read_summaries(logdir, plugin, value_of):
+  """{tag: [(step, value_of(tensor)), ...]} of every `plugin` summary ('scalars', 'text')
+  in `logdir`'s event files, in file order."""
+  found = {}
   for path in event_files(logdir):
     for event in read_events(path):
       for value in event.summary.value:
-        if value.metadata.plugin_data.plugin_name == 'scalars':
-          scalars.setdefault(value.tag, []).append(
-              (event.step, float(tf.make_ndarray(value.tensor))))
-  return scalars
+        if value.metadata.plugin_data.plugin_name == plugin:
+          found.setdefault(value.tag, []).append(
+              (event.step, value_of(tf.make_ndarray(value.tensor))))
+  return found
+
+
+def read_scalars(logdir):
+  """{tag: [(step, value), ...]} of every scalar in `logdir`'s event files, in file order."""
+  return read_summaries(logdir, 'scalars', float)
 
 
 def read_texts(logdir):
   """{tag: [(step, text), ...]} of every text summary in `logdir`'s event files."""
-  texts = {}
-  for path in event_files(logdir):
-    for event in read_events(path):
-      for value in event.summary.value:
-        if value.metadata.plugin_data.plugin_name == 'text':
-          texts.setdefault(value.tag, []).append(
-              (event.step, tf.make_ndarray(value.tensor).item().decode('utf-8')))
-  return texts
+  return read_summaries(logdir, 'text', lambda array: array.item().decode('utf-8'))
 
 
 def flags_text(settings):

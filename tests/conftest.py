@@ -1,6 +1,8 @@
 """Shared test data: small texts the tests make themselves, and the repository's paths."""
 import os
 import random
+import subprocess
+import sys
 
 import pytest
 
@@ -10,6 +12,13 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WORDS = ('the quick brown fox jumps over a lazy dog anarchism originated as term of abuse '
          'first used against early working class radicals including diggers english '
          'revolution and sans culottes french').split()
+
+
+def run_script(module, *args, cwd=None):
+  """`python -m assignment6.MODULE ARGS` in a subprocess, this checkout first on the path."""
+  env = dict(os.environ, PYTHONPATH=ROOT)
+  return subprocess.run([sys.executable, '-m', 'assignment6.' + module, *args],
+                        capture_output=True, text=True, timeout=300, cwd=cwd, env=env)
 
 
 def pytest_configure(config):

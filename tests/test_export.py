@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 
 from assignment6 import checkpoints, generate, training
-from conftest import ROOT, made_up_text
+from conftest import made_up_text, run_script
 
 SMALL = ['--num_steps=201', '--summary_frequency=100', '--batch_size=8', '--num_nodes=16',
          '--valid_size=300', '--nocompare']
@@ -54,10 +54,7 @@ print(json.dumps(out))
 '''
 
 
-def run(module, *args):
-  env = dict(os.environ, PYTHONPATH=ROOT)
-  return subprocess.run([sys.executable, '-m', 'assignment6.' + module, *args],
-                        capture_output=True, text=True, timeout=300, env=env)
+run = run_script
 
 
 @pytest.fixture(scope='module')

@@ -9,16 +9,13 @@ import pytest
 import tensorflow as tf
 
 from assignment6 import checkpoints, generate, runs, training
-from conftest import ROOT, made_up_text
+from conftest import ROOT, made_up_text, run_script
 
 SMALL = ['--summary_frequency=100', '--batch_size=8', '--num_nodes=16', '--valid_size=300',
          '--nocompare']
 
 
-def run(module, *args, cwd=None):
-  env = dict(os.environ, PYTHONPATH=ROOT)
-  return subprocess.run([sys.executable, '-m', 'assignment6.' + module, *args],
-                        capture_output=True, text=True, timeout=300, cwd=cwd, env=env)
+run = run_script
 
 
 def samples_of(out):

@@ -1,22 +1,16 @@
 """The scripts as a learner runs them: their log, the comparison, and one-line errors."""
-import os
 import re
-import subprocess
-import sys
 
 import pytest
 
 from assignment6 import course
-from conftest import ROOT, made_up_text
+from conftest import made_up_text, run_script
 
 SMALL = ['--num_steps=201', '--summary_frequency=50', '--batch_size=8', '--num_nodes=16',
          '--valid_size=300']
 
 
-def run(module, *args, cwd=None):
-  env = dict(os.environ, PYTHONPATH=ROOT)
-  return subprocess.run([sys.executable, '-m', 'assignment6.' + module, *args],
-                        capture_output=True, text=True, timeout=300, cwd=cwd, env=env)
+run = run_script
 
 
 @pytest.fixture(scope='module')
