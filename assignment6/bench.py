@@ -3,6 +3,7 @@
     python -m assignment6.bench                       # the course's size, 3 repeats
     python -m assignment6.bench --num_nodes=256 --embedding_size=128 --part=steps
     python -m assignment6.bench --part=layers         # 256-1,024 cells against Keras's LSTM
+    python -m assignment6.bench --part=mirror --repeats=1   # Problem 3, time to 99%
 
 Implementations, interleaved (repeat 1 of each, then repeat 2 of each, ...):
   course      the course's code as the course wrote it: `course_tf1` (tf.compat.v1 graph,
@@ -17,7 +18,9 @@ Parts: `steps` (training-step characters per second, one validation pass, one sa
 the batches' share), `run` (the whole course run: --num_steps steps with their
 validations and samples), `layers` (training steps at 256, 512 and 1,024 cells with
 embeddings against the layer a TensorFlow user would otherwise pick; the Keras yardstick
-lives in the source checkout's tests/layer_yardstick.py, as the package stays Keras-free).
+lives in the source checkout's tests/layer_yardstick.py, as the package stays Keras-free),
+`mirror` (Problem 3's training run before its faster step and batches and as
+`python -m assignment6.problem3` runs it now: held-out accuracy against training seconds).
 Every figure is the median of the repeats, with their spread (min-max).
 """
 import os
@@ -30,11 +33,11 @@ import time
 from absl import app
 from absl import flags
 
-from assignment6 import cells, course_tf1, data, models, training
+from assignment6 import cells, course_tf1, data, mirror, models, training
 import numpy as np
 import tensorflow as tf
 
-flags.DEFINE_multi_enum('part', ['steps', 'run'], ['steps', 'run', 'layers'],
+flags.DEFINE_multi_enum('part', ['steps', 'run'], ['steps', 'run', 'layers', 'mirror'],
                         'What to time (repeatable).')
 flags.DEFINE_list('implementations', ['course', 'plain', 'port', 'concat', 'fused'],
                   'Which implementations to time.')
@@ -54,6 +57,17 @@ flags.DEFINE_integer('intra_op_threads', 0, 'TensorFlow\'s intra-op threads (0: 
                      'default, one per core).', lower_bound=0)
 flags.DEFINE_integer('inter_op_threads', 0, 'TensorFlow\'s inter-op threads (0: its '
                      'default).', lower_bound=0)
+flags.DEFINE_list('mirror_configs', ['earlier', 'default'], 'Part mirror: Problem 3\'s '
+                  'training runs to time, earlier (its configuration before the faster step '
+                  'and batches) and default (python -m assignment6.problem3\'s).')
+flags.DEFINE_integer('mirror_steps', 0, 'Part mirror: stop each run after this many steps '
+                     '(0: its whole run; the schedule is still its whole run\'s).',
+                     lower_bound=0)
+flags.DEFINE_integer('mirror_sentences', 1000, 'Part mirror: held-out sentences per length '
+                     '(1-5 words: the test table\'s) at each evaluation.', lower_bound=1)
+flags.DEFINE_integer('mirror_evaluations', 24, 'Part mirror: held-out evaluations in a run '
+                     '(evenly spaced, and at its end; not counted in its time).',
+                     lower_bound=1)
 FLAGS = flags.FLAGS
 
 PORT_CELLS = {'plain': ('course', False), 'port': ('course', True),
@@ -293,6 +307,100 @@ def timed_calls(step, ids, steps):
   return (time.perf_counter() - start) / steps
 
 
+# ---------------------------------------------------------------------------- Problem 3
+
+def time_mirror(config, text, seed=1):
+  """Problem 3's training run as `problem3` trains it, timed: its steps, batches and log
+  line validations (every 200 steps, greedy over 50 sentences per length); held-out
+  evaluations between them stop the clock. Returns rows (step, seconds, exact share of
+  held-out 1-5-word sentences, greedy) and the run's seconds."""
+  random.seed(seed)
+  np.random.seed(seed)
+  tf.random.set_seed(seed)
+  train_words, valid_words, test_words = mirror.split_words(text)
+  valid = mirror.test_sentences(valid_words, config['max_words'], 50, seed)
+  valid = [s for n in sorted(valid) for s in valid[n]]
+  held_out = mirror.test_sentences(test_words, config['max_words'],
+                                   FLAGS.mirror_sentences, seed + 1)  # the test table's
+  held_out = [s for n in range(1, 6) for s in held_out.get(n, [])]
+  num_steps = config['num_steps']
+  stop = min(FLAGS.mirror_steps or num_steps, num_steps)
+  every = max(1, stop // FLAGS.mirror_evaluations)
+  rows = []
+  seconds = 0.0
+  start = time.perf_counter()
+  model = mirror.Mirror(config['num_nodes'], True, True, seed)
+  trainer = mirror.Trainer(model, config['learning_rate'], 5.0, config['fast'])
+  stages = list(config['curriculum']) + [config['max_words']]
+  steps = mirror.training_steps(trainer, train_words, np.random.default_rng(seed), num_steps,
+                                config['batch_size'], stages, config['learning_rate'],
+                                config['decay_rate'], config['batching'])
+  for step, _, _, _ in steps:
+    if step % 200 == 0 or step == num_steps - 1:
+      mirror.exact_accuracy(model, valid)  # the log line's validation, as problem3's
+    if (step + 1) % every == 0 or step + 1 == stop:
+      seconds += time.perf_counter() - start
+      rows.append((step + 1, seconds, mirror.exact_accuracy(model, held_out)))
+      start = time.perf_counter()
+    if step + 1 == stop:
+      break
+  return rows, seconds
+
+
+MIRROR_CONFIGS = {'earlier': mirror.EARLIER, 'default': mirror.DEFAULTS}
+
+
+def describe(config):
+  return ('%d steps, batch %d, %s batches, curriculum %s then %d words, learning rate %g '
+          'decayed to %g x, %s step' % (
+              config['num_steps'], config['batch_size'], config['batching'],
+              ','.join(map(str, config['curriculum'])) or '-', config['max_words'],
+              config['learning_rate'], config['decay_rate'],
+              'fast' if config['fast'] else 'plain'))
+
+
+def bench_mirror(text, say):
+  names = FLAGS.mirror_configs
+  unknown = [n for n in names if n not in MIRROR_CONFIGS]
+  if unknown:
+    print('bench: error: --mirror_configs: unknown %s; use %s'
+          % (', '.join(unknown), ', '.join(MIRROR_CONFIGS)), file=sys.stderr)
+    sys.exit(1)
+  say('Problem 3, time to accuracy: exact held-out sentences of 1-5 words (greedy, %d per '
+      'length, the test table\'s) against training seconds (held-out evaluations not '
+      'counted; %d repeat%s)' % (FLAGS.mirror_sentences, FLAGS.repeats,
+                                 '' if FLAGS.repeats == 1 else 's'))
+  for name in names:
+    say('%-8s  %s' % (name, describe(MIRROR_CONFIGS[name])))
+  results = {name: [] for name in names}
+  for _ in range(FLAGS.repeats):
+    for name in names:
+      results[name].append(time_mirror(MIRROR_CONFIGS[name], text))
+  for name in names:
+    for repeat, (rows, seconds) in enumerate(results[name]):
+      say()
+      say('%s, repeat %d: step | seconds | exact 1-5 words' % (name, repeat + 1))
+      for step, at, accuracy in rows:
+        say('  %6d | %7.1f | %6.2f%%' % (step, at, 100 * accuracy))
+  say()
+  say('%-8s | %-28s | %-24s | %s' % ('config', 'seconds to 99% (first row)',
+                                      'seconds, whole run', 'exact 1-5 words at the end'))
+  to_99 = {}
+  for name in names:
+    first = [next((at for _, at, a in rows if a >= 0.99), None) for rows, _ in results[name]]
+    reached = None not in first
+    to_99[name] = statistics.median(first) if reached else float('nan')
+    say('%-8s | %-28s | %-24s | %s' % (
+        name, spread(first, form='%.1f') if reached else 'not reached in %d of %d' % (
+            first.count(None), len(first)),
+        spread([s for _, s in results[name]], form='%.1f'),
+        ', '.join('%.2f%%' % (100 * rows[-1][2]) for rows, _ in results[name])))
+  if 'earlier' in to_99 and 'default' in to_99:  # nan where one never reached 99%
+    whole = {name: statistics.median([s for _, s in results[name]]) for name in names}
+    say('Ratios earlier / default: time to 99%% %.2fx, whole run %.2fx'
+        % (to_99['earlier'] / to_99['default'], whole['earlier'] / whole['default']))
+
+
 def main(argv):
   del argv
   tf.config.threading.set_intra_op_parallelism_threads(FLAGS.intra_op_threads)
@@ -317,8 +425,10 @@ def main(argv):
       if FLAGS.embedding_size:
         say('(the whole run uses the course\'s one-hot inputs; --embedding_size ignored)')
       bench_run(text, names, say)
-    else:
+    elif part == 'layers':
       bench_layers(text, say)
+    else:
+      bench_mirror(text, say)
 
 
 if __name__ == '__main__':

@@ -229,12 +229,13 @@ class ConcatCell(tf.Module):
 
 
 def block_lstm(x_weights, m_weights, biases, inputs, output, state, peepholes=None,
-               cell_clip=None):
+               cell_clip=None, all_states=False):
   """T steps of the cell in TensorFlow's fused kernel, `BlockLSTM`.
 
   x_weights (input, 4H), m_weights (H, 4H), biases (1, 4H) in `GATES` order; inputs
   (T, B, input), output and state (B, H); peepholes: None or (w_ic, w_fc, w_oc), each (H,).
-  Returns outputs (T, B, H), the last output and the last state.
+  Returns outputs (T, B, H), the last output and the last state; with `all_states`,
+  outputs (T, B, H) and states (T, B, H).
   BlockLSTM multiplies [x_t, m_{t-1}] by one (input + H, 4H) matrix, the two weights
   stacked, with its gates in the order input, update, forget, output ("ICFO"), so the
   columns are permuted from `GATES`; `forget_bias=0` and `cell_clip=-1` (none) make it the
@@ -255,6 +256,8 @@ def block_lstm(x_weights, m_weights, biases, inputs, output, state, peepholes=No
       h_prev=output, w=icfo(tf.concat([x_weights, m_weights], axis=0)), wci=w_ic,
       wcf=w_fc, wco=w_oc, b=icfo(tf.reshape(biases, [-1])), forget_bias=0.0,
       cell_clip=float(cell_clip or -1.0), use_peephole=peepholes is not None)
+  if all_states:
+    return h, cs  # (T, B, H) each
   return h, h[-1], cs[-1]  # (T, B, H), (B, H), (B, H)
 
 

@@ -152,6 +152,14 @@ def one_hot(ids):
   return tf.one_hot(ids, VOCABULARY_SIZE)
 
 
+def last_steps(outputs, states, source_mask):
+  """Each sentence's (output, state) at its last character: outputs, states (S, B, H),
+  source_mask (B, S) -> (B, H), (B, H)."""
+  last = tf.cast(tf.reduce_sum(source_mask, axis=1), tf.int32) - 1  # (B,)
+  where = tf.stack([last, tf.range(tf.shape(source_mask)[0])], axis=1)  # (B, 2)
+  return tf.gather_nd(outputs, where), tf.gather_nd(states, where)
+
+
 class Mirror(tf.Module):
   """The encoder-decoder: two ConcatCells, a classifier `w, b`, optionally attention.
 
@@ -193,6 +201,8 @@ class Mirror(tf.Module):
         tf.TensorSpec([None, None, num_nodes], tf.float32),
         tf.TensorSpec([None, None, num_nodes], tf.float32),
         tf.TensorSpec([None, None], tf.float32)])
+    self.fast_encode = tf.function(self._fast_encode, input_signature=[
+        tf.TensorSpec([None, None], tf.int32), tf.TensorSpec([None, None], tf.float32)])
 
   def encode(self, source, source_mask):
     """The encoder over source (B, S) ids with source_mask (B, S).
@@ -220,6 +230,27 @@ class Mirror(tf.Module):
       keys = tf.einsum('bsh,hk->bsk', memory, self.attention_weights)  # (B, S, H)
     return memory, keys, o, state
 
+  def _fast_encode(self, source, source_mask):
+    """`encode` in one fused op (`cells.block_lstm`), no masks, any (B, S): the
+    decoders' encoder. Returns memory (B, S, H; not zeroed where padded: attention gives
+    those positions no weight), keys (memory without attention) and the final (o, state)
+    at each sentence's last character."""
+    batch = tf.shape(source)[0]
+    zeros = tf.zeros([batch, self.num_nodes])  # (B, H)
+    # 30 inputs, the last never set (a zero row of weights): BlockLSTM warns on every
+    # call whose batch and input sizes are both odd.
+    x_weights = tf.concat([self.encoder.x_weights, tf.zeros([1, 4 * self.num_nodes])], 0)
+    outputs, states = cells.block_lstm(
+        x_weights, self.encoder.m_weights, self.encoder.biases,
+        tf.one_hot(tf.transpose(source), VOCABULARY_SIZE + 1), zeros, zeros,
+        all_states=True)  # (S, B, H) each
+    o, state = last_steps(outputs, states, source_mask)
+    memory = tf.transpose(outputs, [1, 0, 2])  # (B, S, H)
+    keys = memory
+    if self.attention:
+      keys = tf.einsum('bsh,hk->bsk', memory, self.attention_weights)  # (B, S, H)
+    return memory, keys, o, state
+
   def attend(self, h, memory, keys, source_mask):
     """Luong et al. (2015) global attention, general score, for decoder outputs h (B, H):
 
@@ -235,6 +266,20 @@ class Mirror(tf.Module):
     scores += (source_mask - 1.0) * 1e9
     alignment = tf.nn.softmax(scores, axis=1)  # (B, S)
     context = tf.einsum('bs,bsh->bh', alignment, memory)  # (B, H)
+    attentional = tf.tanh(tf.matmul(tf.concat([context, h], 1),
+                                    self.attentional_weights))  # (B, H)
+    return attentional, alignment
+
+  def fast_attend(self, h, memory, keys, source_mask, record):
+    """`attend` reading memory and keys through `tf.stop_gradient`: `Trainer` sums their
+    gradients over all steps at once from what `record` (an AttentionRecord) keeps."""
+    scores = tf.einsum('bh,bsh->bs', h, tf.stop_gradient(keys))  # (B, S)
+    record.scores.append(scores)
+    record.outputs.append(h)
+    alignment = tf.nn.softmax(scores + (source_mask - 1.0) * 1e9, axis=1)  # (B, S)
+    context = tf.einsum('bs,bsh->bh', alignment, tf.stop_gradient(memory))  # (B, H)
+    record.alignments.append(alignment)
+    record.contexts.append(context)
     attentional = tf.tanh(tf.matmul(tf.concat([context, h], 1),
                                     self.attentional_weights))  # (B, H)
     return attentional, alignment
@@ -275,6 +320,67 @@ class Mirror(tf.Module):
     mask = batch['target_mask']
     return tf.reduce_sum(losses * mask) / tf.reduce_sum(mask)
 
+  def fast_loss(self, batch):
+    """`loss` with fewer, larger ops: its faster twin (tests compare the two, and the
+    gradients `Trainer` takes through each). Returns the loss and an `AttentionRecord`
+    (None without attention).
+
+    - No masks in the encoder: a sentence's padding follows its characters, so the steps
+      that read them are the same; its final (output, state) is gathered at its last
+      character, and attention gives a padded position exactly 0 weight (and gradient).
+    - The input side of every gate is a lookup of x_weights' rows for all steps at once
+      (the encoder's characters, and the decoder's, known under teacher forcing); the
+      decoder multiplies [attentional, o] (B, 2H) by one stacked (2H, 4H) matrix.
+    - Memory and keys are read through `tf.stop_gradient` in the decoder's steps; their
+      gradients are summed over the steps in one product each (`attention_gradients`).
+    - The classifier and the loss run once over all T steps.
+    """
+    source, source_mask = batch['source'], batch['source_mask']
+    size = self.num_nodes
+    x_parts = tf.unstack(tf.gather(self.encoder.x_weights, tf.transpose(source)) +
+                         self.encoder.biases)  # S x (B, 4H)
+    o = state = tf.zeros([tf.shape(source)[0], size])  # (B, H)
+    outputs, states = [], []
+    for x_part in x_parts:  # unrolled, no masks: padding only follows the characters
+      o, state = self.encoder.step(x_part, o, state)
+      outputs.append(o)
+      states.append(state)
+    outputs, states = tf.stack(outputs), tf.stack(states)  # (S, B, H) each
+    o, state = last_steps(outputs, states, source_mask)  # (B, H) each
+    memory = tf.transpose(outputs, [1, 0, 2])  # (B, S, H)
+    keys = record = None
+    if self.attention:
+      keys = tf.einsum('bsh,hk->bsk', memory, self.attention_weights)  # (B, S, H)
+      record = AttentionRecord(memory, keys)
+    decoder = self.decoder
+    x_weights = decoder.x_weights[:VOCABULARY_SIZE]  # (V, 4H): the one-hot characters'
+    fed = decoder.x_weights[VOCABULARY_SIZE:]  # (H, 4H): the fed attentional vector's
+    recurrent = tf.concat([fed, decoder.m_weights], 0) if self.attention else \
+        decoder.m_weights  # (2H or H, 4H)
+    decoder_inputs = batch['decoder_inputs']
+    steps = decoder_inputs.shape[1]
+    x_parts = tf.unstack(tf.gather(x_weights, tf.transpose(decoder_inputs)) +
+                         decoder.biases)  # T x (B, 4H)
+    attentional = self.initial_attentional(o)
+    tops = []
+    for t in range(steps):  # unrolled, T = S + 1
+      r = tf.concat([attentional, o], 1) if self.attention else o  # (B, 2H or H)
+      z = x_parts[t] + tf.matmul(r, recurrent)  # (B, 4H)
+      input_gate, forget_gate, update, output_gate = cells.split_gates(z)
+      state = tf.sigmoid(forget_gate) * state + tf.sigmoid(input_gate) * tf.tanh(update)
+      o = tf.sigmoid(output_gate) * tf.tanh(state)  # (B, H)
+      if self.attention:
+        attentional, _ = self.fast_attend(o, memory, keys, source_mask, record)
+        tops.append(attentional)
+      else:
+        tops.append(o)
+    tops = tf.stack(tops, axis=1)  # (B, T, H)
+    logits = tf.einsum('bth,hv->btv', tops, self.w) + self.b  # (B, T, V)
+    losses = tf.nn.sparse_softmax_cross_entropy_with_logits(
+        labels=batch['targets'], logits=logits)  # (B, T)
+    mask = batch['target_mask']
+    return tf.reduce_sum(losses * mask) / tf.reduce_sum(mask), record
+
   def _decode_step(self, previous_ids, o, state, attentional, memory, keys, source_mask):
     """`decoder_cell` as log-probabilities, for the decoders (any batch, any S)."""
     logits, o, state, attentional, alignment = self.decoder_cell(
@@ -312,12 +418,41 @@ class Adam(tf.Module):
       x.assign_sub(rate * m / (tf.sqrt(v) + self.epsilon))
 
 
+class AttentionRecord(object):
+  """What `Mirror.fast_loss` keeps of its attention steps, for `attention_gradients`."""
+
+  def __init__(self, memory, keys):
+    self.memory, self.keys = memory, keys  # (B, S, H) each
+    self.scores, self.alignments = [], []  # T x (B, S)
+    self.outputs, self.contexts = [], []  # T x (B, H): h_t, c_t
+
+
+def attention_gradients(record, d_scores, d_contexts):
+  """The gradients of memory and keys, summed over the T steps in one product each:
+
+      dL/dkeys   = sum_t dL/dscore_t (x) h_t     (B, S, H)
+      dL/dmemory = sum_t a_t (x) dL/dc_t         (B, S, H)
+
+  from d_scores, T x (B, S), and d_contexts, T x (B, H), the gradients at the record's
+  scores and contexts (autodiff would form the T outer products and add them one by one).
+  Returns d_memory, d_keys.
+  """
+  d_scores = tf.stack(d_scores, axis=1)  # (B, T, S)
+  d_contexts = tf.stack(d_contexts, axis=1)  # (B, T, H)
+  outputs = tf.stack(record.outputs, axis=1)  # (B, T, H)
+  alignments = tf.stack(record.alignments, axis=1)  # (B, T, S)
+  d_keys = tf.einsum('bts,bth->bsh', d_scores, outputs)  # (B, S, H)
+  d_memory = tf.einsum('bts,bth->bsh', alignments, d_contexts)  # (B, S, H)
+  return d_memory, d_keys
+
+
 class Trainer(tf.Module):
   """The train step: teacher-forced loss, clip_by_global_norm, Adam. One trace per shape."""
 
-  def __init__(self, model, learning_rate=0.002, clip_norm=5.0, name='trainer'):
+  def __init__(self, model, learning_rate=0.002, clip_norm=5.0, fast=True, name='trainer'):
     super().__init__(name=name)
     self.model = model
+    self.fast = fast
     self.clip_norm = clip_norm
     self.variables_to_train = model.trainable_variables
     self.adam = Adam(self.variables_to_train, learning_rate)
@@ -325,9 +460,29 @@ class Trainer(tf.Module):
 
   def _train_step(self, batch):
     """One step on a batch of `make_batch` tensors: returns the loss (nats per character)."""
-    with tf.GradientTape() as tape:
-      loss = self.model.loss(batch)
-    gradients = tape.gradient(loss, self.variables_to_train)
+    variables = self.variables_to_train
+    if not self.fast:
+      with tf.GradientTape() as tape:
+        loss = self.model.loss(batch)
+      gradients = tape.gradient(loss, variables)
+    else:
+      with tf.GradientTape(persistent=True) as tape:
+        loss, record = self.model.fast_loss(batch)
+      if record is None:
+        gradients = [tf.convert_to_tensor(g)  # dense: the lookups give IndexedSlices
+                     for g in tape.gradient(loss, variables)]
+      else:  # the loss through everything but memory and keys, then through them
+        count, steps = len(variables), len(record.scores)
+        found = tape.gradient(loss, list(variables) + record.scores + record.contexts,
+                              unconnected_gradients=tf.UnconnectedGradients.ZERO)
+        d_memory, d_keys = attention_gradients(
+            record, found[count:count + steps], found[count + steps:])
+        more = tape.gradient([record.memory, record.keys], variables,
+                             output_gradients=[d_memory, d_keys],
+                             unconnected_gradients=tf.UnconnectedGradients.ZERO)
+        gradients = [tf.convert_to_tensor(a) + tf.convert_to_tensor(b)  # dense
+                     for a, b in zip(found[:count], more)]
+      del tape
     gradients, _ = tf.clip_by_global_norm(gradients, self.clip_norm)
     self.adam.apply(gradients, self.variables_to_train)
     return loss
@@ -349,29 +504,122 @@ def training_batch(words, batch_size, max_words, rng, reverse_source=True):
   return make_batch(sentences, length, reverse_source)
 
 
+class WordRuns(object):
+  """Runs of consecutive words of a corpus part, drawn many at a time.
+
+  A run of n words from position p has len(' '.join(words[p:p + n])) characters, which
+  `lengths` reads off the words' cumulative lengths without joining.
+  """
+
+  def __init__(self, words):
+    self.words = words
+    self.ends = np.concatenate([[0], np.cumsum([len(w) for w in words])])  # (W + 1,)
+
+  def lengths(self, starts, num_words):
+    """Characters of the runs (starts (N,), num_words (N,)) -> (N,)."""
+    return self.ends[starts + num_words] - self.ends[starts] + num_words - 1
+
+  def sentence(self, start, num_words):
+    return ' '.join(self.words[start:start + num_words])
+
+
+def length_batch(runs, batch_size, max_words, rng, reverse_source=True, draws=4096):
+  """A batch of sentences of similar length, padded to the bucket that holds them.
+
+  Every sentence is a run of n consecutive words, n uniform in 1..max_words, at a random
+  place (`training_batch`'s sentences); runs over bucket_length(max_words) characters are
+  drawn again. The batch's first sentence chooses the bucket: the smallest
+  bucket_length(k), k = 1..max_words, that holds it; the others are drawn until
+  `batch_size` fall in that bucket (longer than bucket_length(k - 1)). So each sentence
+  comes from the same distribution as `training_batch`'s, and a batch is padded to at
+  most 8 characters more than its sentences (`training_batch`'s n-word batches are
+  padded to 8 n + 6, 2 n + 7 more than n words' mean). The same traced shapes: one per
+  bucket. runs: a `WordRuns`.
+  """
+  edges = np.array([bucket_length(k) for k in range(1, max_words + 1)])
+  last = len(runs.words)
+  sentences = []
+  low = high = None
+  while len(sentences) < batch_size:
+    num_words = rng.integers(1, max_words + 1, size=draws)  # (draws,)
+    starts = rng.integers(0, last - num_words + 1)  # (draws,)
+    lengths = runs.lengths(starts, num_words)  # (draws,)
+    if high is None:
+      first = int(np.argmax(lengths <= edges[-1]))
+      if lengths[first] > edges[-1]:
+        continue
+      bucket = int(np.searchsorted(edges, lengths[first]))
+      high, low = edges[bucket], edges[bucket - 1] if bucket else 0
+      num_words, starts, lengths = num_words[first:], starts[first:], lengths[first:]
+    for k in np.nonzero((lengths > low) & (lengths <= high))[0]:
+      if len(sentences) < batch_size:
+        sentences.append(runs.sentence(int(starts[k]), int(num_words[k])))
+  return make_batch(sentences, int(high), reverse_source)
+
+
 def to_tensors(batch):
   return {key: tf.constant(value) for key, value in batch.items()}
 
 
+BATCHINGS = ('length', 'words')
+
+# The training run of `python -m assignment6.problem3`, and the one it had before the
+# faster step and batches (`python -m assignment6.bench --part=mirror` times the two).
+DEFAULTS = dict(num_steps=2000, batch_size=64, num_nodes=128, learning_rate=0.005,
+                decay_rate=0.05, curriculum=(5,), max_words=8, batching='length',
+                fast=True)
+EARLIER = dict(DEFAULTS, num_steps=6000, learning_rate=0.003, decay_rate=0.1,
+               curriculum=(3, 5), batching='words', fast=False)
+
+
+def training_steps(trainer, train_words, rng, num_steps, batch_size=64, stages=(8,),
+                   learning_rate=0.003, decay_rate=0.1, batching='length',
+                   reverse_source=True, start=0):
+  """The training run's steps, one at a time: yields (step, loss, learning rate, most
+  words) after each (loss a Python float, nats per character).
+
+  Step k (from `start`) trains at learning_rate * decay_rate^(k / num_steps) on a batch of
+  sentences of 1..`curriculum_stage(k)` words: `length_batch` (batching 'length') or
+  `training_batch` ('words', one word count per batch), drawn with `rng`.
+  """
+  runs = WordRuns(train_words) if batching == 'length' else None
+  for step in range(start, num_steps):
+    rate = learning_rate * decay_rate ** (step / num_steps)
+    trainer.adam.learning_rate.assign(rate)
+    max_words = curriculum_stage(step, num_steps, stages)
+    if batching == 'length':
+      batch = length_batch(runs, batch_size, max_words, rng, reverse_source)
+    else:
+      batch = training_batch(train_words, batch_size, max_words, rng, reverse_source)
+    yield step, float(trainer.train_step(to_tensors(batch))), rate, max_words
+
+
 # ---------------------------------------------------------------------------- decoding
 
-def encode_sentences(model, sentences):
-  """The encoder over sentences (eagerly; any length): memory, keys, o, state, mask."""
+def encode_sentences(model, sentences, fast=True):
+  """The encoder over sentences (any length): memory, keys, o, state, mask.
+
+  fast: `Mirror.fast_encode` (one traced function, one fused op); else `Mirror.encode`,
+  its twin, eagerly.
+  """
   batch = make_batch(sentences, reverse_source=model.reverse_source)
   mask = tf.constant(batch['source_mask'])
+  if fast:
+    return model.fast_encode(tf.constant(batch['source']), mask) + (mask,)
   memory, keys, o, state = model.encode(tf.constant(batch['source']), mask)
   if keys is None:
     keys = memory
   return memory, keys, o, state, mask
 
 
-def greedy_decode(model, sentences, max_extra=10, return_alignments=False):
+def greedy_decode(model, sentences, max_extra=10, return_alignments=False, fast=True):
   """The most likely character at each step until EOS: a list of strings.
 
   Decodes at most len(longest sentence) + max_extra characters. With return_alignments,
   also the alignments (steps, B, S) as NumPy (source in the order the encoder read it).
+  fast: as `encode_sentences`.
   """
-  memory, keys, o, state, mask = encode_sentences(model, sentences)
+  memory, keys, o, state, mask = encode_sentences(model, sentences, fast)
   attentional = model.initial_attentional(o)
   previous = tf.fill([len(sentences)], GO)
   outputs, alignments = [], []
@@ -393,17 +641,17 @@ def greedy_decode(model, sentences, max_extra=10, return_alignments=False):
   return decoded
 
 
-def beam_search(model, sentences, beam_width=4, max_extra=10):
+def beam_search(model, sentences, beam_width=4, max_extra=10, fast=True):
   """Beam search: the `beam_width` best partial outputs by summed log-probability.
 
   Each step extends every live beam by every symbol and keeps the best `beam_width` of
   the B x V candidates; a candidate ending in EOS is a finished output and leaves the beam.
   A sentence is done when its best finished output scores above every live beam (scores
-  only fall). Width 1 is greedy decoding.
+  only fall). Width 1 is greedy decoding. fast: as `encode_sentences`.
   """
   k = beam_width
   batch = len(sentences)
-  memory, keys, o, state, mask = encode_sentences(model, sentences)
+  memory, keys, o, state, mask = encode_sentences(model, sentences, fast)
   repeat = lambda x: tf.repeat(x, k, axis=0)  # (B, ...) -> (B * k, ...)
   memory, keys, o, state, mask = map(repeat, (memory, keys, o, state, mask))
   attentional = model.initial_attentional(o)
@@ -446,6 +694,12 @@ def decode(model, sentences, beam_width=1, batch_size=500):
     decoded += (greedy_decode(model, chunk) if beam_width == 1
                 else beam_search(model, chunk, beam_width))
   return decoded
+
+
+def exact_accuracy(model, sentences):
+  """The share of sentences mirrored exactly, greedy (the log's validation figure)."""
+  decoded = decode(model, sentences)
+  return float(np.mean([d == mirror(s) for d, s in zip(decoded, sentences)]))
 
 
 def word_accuracy(decoded, sentence):

@@ -1,6 +1,6 @@
 """Problem 3: train a sequence-to-sequence LSTM that mirrors every word, or use one.
 
-    python -m assignment6.problem3                      # train (about 9 minutes on 2 cores)
+    python -m assignment6.problem3                      # train (about 2 minutes on 2 cores)
     python -m assignment6.problem3 --resume             # continue it after a stop
     python -m assignment6.problem3 --mirror "the quick brown fox"   # with the saved model
 
@@ -29,20 +29,29 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string('data', None, 'A text8-format corpus (text8.zip, .xz or plain text); '
                     'default ./text8.zip if present, else the embedded 5M-character sample.')
 flags.DEFINE_bool('strict', False, 'Refuse a corpus with characters outside a-z and space.')
-flags.DEFINE_integer('num_steps', 6000, 'Training steps (batches).')
-flags.DEFINE_integer('batch_size', 64, 'Sentences per batch.')
-flags.DEFINE_integer('num_nodes', 128, 'Cells in the encoder and in the decoder LSTM.')
-flags.DEFINE_float('learning_rate', 0.003, "Adam's learning rate at the first step.")
-flags.DEFINE_float('decay_rate', 0.1, 'The learning rate at the last step, as a fraction of '
-                   '--learning_rate (exponential decay in between).')
+D = mirror.DEFAULTS
+flags.DEFINE_integer('num_steps', D['num_steps'], 'Training steps (batches).')
+flags.DEFINE_integer('batch_size', D['batch_size'], 'Sentences per batch.')
+flags.DEFINE_integer('num_nodes', D['num_nodes'], 'Cells in the encoder and in the decoder '
+                     'LSTM.')
+flags.DEFINE_float('learning_rate', D['learning_rate'], "Adam's learning rate at the first "
+                   'step.')
+flags.DEFINE_float('decay_rate', D['decay_rate'], 'The learning rate at the last step, as a '
+                   'fraction of --learning_rate (exponential decay in between).')
 flags.DEFINE_float('clip_norm', 5.0, 'The global norm the gradients are clipped to.')
 flags.DEFINE_integer('seed', 1, 'Seeds Python, NumPy and TensorFlow.')
 flags.DEFINE_integer('summary_frequency', 200, 'Steps between two log lines.')
-flags.DEFINE_integer('max_words', 8, 'The most words in a training sentence (and in the '
-                     'held-out test table).')
-flags.DEFINE_list('curriculum', ['3', '5'], 'Most words per sentence in earlier stages of '
-                  'training, growing; the last stage is --max_words. Steps are split evenly. '
-                  'Empty: no curriculum.')
+flags.DEFINE_integer('max_words', D['max_words'], 'The most words in a training sentence '
+                     '(and in the held-out test table).')
+flags.DEFINE_list('curriculum', [str(n) for n in D['curriculum']], 'Most words per sentence '
+                  'in earlier stages of training, growing; the last stage is --max_words. '
+                  'Steps are split evenly. Empty: no curriculum.')
+flags.DEFINE_enum('batching', D['batching'], mirror.BATCHINGS, 'length: each batch holds '
+                  'sentences of similar length, of any word count (padded at most 8 '
+                  'characters more than its sentences); words: each batch holds sentences '
+                  'of one word count n, padded to 8 n + 6 (the earlier default).')
+flags.DEFINE_bool('fast', D['fast'], 'Train through Mirror.fast_loss (the same function in '
+                  'fewer, larger ops); --nofast: through Mirror.loss, its plain twin.')
 flags.DEFINE_bool('reverse_source', True, 'The encoder reads every sentence backwards '
                   '(Sutskever et al. 2014).')
 flags.DEFINE_bool('attention', True, 'Luong et al. (2015) global attention over the '
@@ -99,7 +108,8 @@ def mirror_command():
 # text), and those it may change (it is then no longer the same run: a note says so).
 MODEL_FLAGS = ('num_nodes', 'attention', 'reverse_source', 'max_words')
 TRAINING_FLAGS = ('num_steps', 'batch_size', 'learning_rate', 'decay_rate', 'clip_norm',
-                  'seed', 'summary_frequency', 'curriculum', 'valid_sentences')
+                  'seed', 'summary_frequency', 'curriculum', 'valid_sentences', 'batching',
+                  'fast')
 
 
 def run_settings(text):
@@ -202,7 +212,7 @@ def train():
                                 FLAGS.seed)
   valid = [s for n in sorted(valid) for s in valid[n]]
   model = mirror.Mirror(FLAGS.num_nodes, FLAGS.attention, FLAGS.reverse_source, FLAGS.seed)
-  trainer = mirror.Trainer(model, FLAGS.learning_rate, FLAGS.clip_norm)
+  trainer = mirror.Trainer(model, FLAGS.learning_rate, FLAGS.clip_norm, FLAGS.fast)
   stages = [int(s) for s in FLAGS.curriculum] + [FLAGS.max_words]
   rng = np.random.default_rng(FLAGS.seed)
   progress = mirror.Progress()
@@ -243,13 +253,11 @@ def train():
   mean_loss = 0.0  # zero at every checkpoint: they are written after a log line
   saved = start - 1
   try:
-    for step in range(start, FLAGS.num_steps):
-      learning_rate = FLAGS.learning_rate * FLAGS.decay_rate ** (step / FLAGS.num_steps)
-      trainer.adam.learning_rate.assign(learning_rate)
-      max_words = mirror.curriculum_stage(step, FLAGS.num_steps, stages)
-      batch = mirror.training_batch(train_words, FLAGS.batch_size, max_words, rng,
-                                    FLAGS.reverse_source)
-      mean_loss += float(trainer.train_step(mirror.to_tensors(batch)))
+    for step, loss, learning_rate, max_words in mirror.training_steps(
+        trainer, train_words, rng, FLAGS.num_steps, FLAGS.batch_size, stages,
+        FLAGS.learning_rate, FLAGS.decay_rate, FLAGS.batching, FLAGS.reverse_source,
+        start):
+      mean_loss += loss
       if not np.isfinite(mean_loss):
         sys.exit('problem3: the loss became %s at step %d; lower --learning_rate'
                  % (mean_loss, step))
@@ -259,8 +267,7 @@ def train():
               step % FLAGS.summary_frequency)
         print('Average loss at step %d: %f learning rate: %f' % (step, mean_loss,
                                                                   learning_rate))
-        decoded = mirror.decode(model, valid)
-        accuracy = np.mean([d == mirror.mirror(s) for d, s in zip(decoded, valid)])
+        accuracy = mirror.exact_accuracy(model, valid)
         print('Validation sentence accuracy: %.1f%% (greedy, 1-%d words; training on 1-%d '
               'words, %.0f s)' % (100 * accuracy, FLAGS.max_words, max_words, timer()))
         examples = []
