@@ -309,7 +309,7 @@ def timed_calls(step, ids, steps):
 
 # ---------------------------------------------------------------------------- Problem 3
 
-def time_mirror(config, text, seed=1):
+def time_mirror(config, text, say, seed=1):
   """Problem 3's training run as `problem3` trains it, timed: its steps, batches and log
   line validations (every 200 steps, greedy over 50 sentences per length); held-out
   evaluations between them stop the clock. Returns rows (step, seconds, exact share of
@@ -341,6 +341,7 @@ def time_mirror(config, text, seed=1):
     if (step + 1) % every == 0 or step + 1 == stop:
       seconds += time.perf_counter() - start
       rows.append((step + 1, seconds, mirror.exact_accuracy(model, held_out)))
+      say('  %6d | %7.1f | %6.2f%%' % (rows[-1][0], rows[-1][1], 100 * rows[-1][2]))
       start = time.perf_counter()
     if step + 1 == stop:
       break
@@ -373,15 +374,11 @@ def bench_mirror(text, say):
   for name in names:
     say('%-8s  %s' % (name, describe(MIRROR_CONFIGS[name])))
   results = {name: [] for name in names}
-  for _ in range(FLAGS.repeats):
+  for repeat in range(FLAGS.repeats):
     for name in names:
-      results[name].append(time_mirror(MIRROR_CONFIGS[name], text))
-  for name in names:
-    for repeat, (rows, seconds) in enumerate(results[name]):
       say()
       say('%s, repeat %d: step | seconds | exact 1-5 words' % (name, repeat + 1))
-      for step, at, accuracy in rows:
-        say('  %6d | %7.1f | %6.2f%%' % (step, at, 100 * accuracy))
+      results[name].append(time_mirror(MIRROR_CONFIGS[name], text, say))
   say()
   say('%-8s | %-28s | %-24s | %s' % ('config', 'seconds to 99% (first row)',
                                       'seconds, whole run', 'exact 1-5 words at the end'))
@@ -395,10 +392,12 @@ def bench_mirror(text, say):
             first.count(None), len(first)),
         spread([s for _, s in results[name]], form='%.1f'),
         ', '.join('%.2f%%' % (100 * rows[-1][2]) for rows, _ in results[name])))
-  if 'earlier' in to_99 and 'default' in to_99:  # nan where one never reached 99%
+  if 'earlier' in to_99 and 'default' in to_99:
     whole = {name: statistics.median([s for _, s in results[name]]) for name in names}
-    say('Ratios earlier / default: time to 99%% %.2fx, whole run %.2fx'
-        % (to_99['earlier'] / to_99['default'], whole['earlier'] / whole['default']))
+    ratio = to_99['earlier'] / to_99['default']  # nan where a run never reached 99%
+    say('Ratios earlier / default: time to 99%% %s, whole run %.2fx'
+        % ('%.2fx' % ratio if ratio == ratio else '- (not reached)',
+           whole['earlier'] / whole['default']))
 
 
 def main(argv):
