@@ -15,7 +15,8 @@ import zipfile
 import numpy as np
 import tensorflow as tf
 
-from assignment6 import checkpoints, cells, course, data, models, summaries, training
+from assignment6 import (checkpoints, cells, course, data, models, precision, summaries,
+                         training)
 
 
 class Log(object):
@@ -281,9 +282,13 @@ def build_model(settings, vocabulary_size=data.vocabulary_size, stride=1, vocabu
                            seed=settings.seed,
                            cell_clip=getattr(settings, 'cell_clip', 0) or None,
                            proj_clip=getattr(settings, 'proj_clip', 0) or None,
-                           proj_scale=getattr(settings, 'proj_scale', 1.0))
+                           proj_scale=getattr(settings, 'proj_scale', 1.0),
+                           precision=getattr(settings, 'precision', precision.FLOAT32))
   except ValueError as error:
     fail(str(error))
+  emulated = precision.emulation_note(getattr(settings, 'precision', precision.FLOAT32))
+  if emulated:
+    note(emulated)
   return models.LanguageModel(cell, settings.batch_size, vocabulary_size,
                               settings.embedding_size, settings.keep_prob,
                               seed=settings.seed, stride=stride, vocabulary=vocabulary)
@@ -398,7 +403,7 @@ def _run_language_model(settings, title, variant, bigram_stride):
                                settings.decay_rate, settings.clip_norm, seed=settings.seed,
                                tf1_ref_variables=getattr(settings, 'tf1_ref_variables',
                                                          False))
-  except data.DataError as error:
+  except ValueError as error:  # data.DataError, or a Trainer's setting (--precision)
     fail(str(error))
   except (tf.errors.ResourceExhaustedError, MemoryError):
     fail('out of memory for this model; give a smaller --num_nodes, --embedding_size or '
