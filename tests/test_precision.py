@@ -313,18 +313,15 @@ def test_a_bfloat16_checkpoint_records_it_and_samples(tmp_path):
 
 
 def test_a_checkpoint_from_before_precision_means_float32():
-  saved = {'precision': 'bfloat16'}
-  assert checkpoints.SETTING_DEFAULTS['precision'] == 'float32'
-  current = dict.fromkeys(checkpoints.TRAINING_SETTINGS, None)
-  current.update((name, checkpoints.SETTING_DEFAULTS.get(name)) for name in current)
-  notes = [n for n in checkpoints.compare_settings(
-      'D', dict(dict.fromkeys((n for n, _ in checkpoints.MODEL_SETTINGS), 0), **saved),
-      dict(dict.fromkeys((n for n, _ in checkpoints.MODEL_SETTINGS), 0), **current))
-      if 'precision' in n]
-  assert notes == ['--precision=float32 differs from the checkpoint\'s bfloat16: the '
-                   'resumed run uses float32']
-  del saved['precision']  # an older checkpoint: float32, no note
-  assert not [n for n in checkpoints.compare_settings(
-      'D', dict(dict.fromkeys((n for n, _ in checkpoints.MODEL_SETTINGS), 0), **saved),
-      dict(dict.fromkeys((n for n, _ in checkpoints.MODEL_SETTINGS), 0), **current))
-      if 'precision' in n]
+  saved = {name: 0 for name, _ in checkpoints.MODEL_SETTINGS}
+  saved.update({name: 0 for name in checkpoints.TRAINING_SETTINGS}, precision='bfloat16')
+  current = dict(saved, precision='float32')
+  assert checkpoints.compare_settings('runs/mine', saved, current) == [
+      '--precision=float32 differs from the checkpoint\'s bfloat16: the resumed run uses '
+      'float32']
+  del saved['precision']  # a checkpoint from before --precision: float32
+  assert checkpoints.compare_settings('runs/mine', saved, current) == []
+  settings = types.SimpleNamespace(**{name: 0 for name, _ in checkpoints.MODEL_SETTINGS},
+                                   **{name: 0 for name in checkpoints.TRAINING_SETTINGS
+                                      if name != 'precision'})
+  assert checkpoints.run_settings(settings, 'character', 0, 'abc')['precision'] == 'float32'
