@@ -310,6 +310,12 @@ def test_a_bfloat16_checkpoint_records_it_and_samples(tmp_path):
   assert result.returncode == 0, result.stderr
   texts = result.stdout.split('=' * 80 + '\n')[1].splitlines()
   assert len(texts) == 2 and all(len(t) == 30 for t in texts)
+  result = run_script('export', '--checkpoint_dir=%s' % directory,
+                      '--export_dir=%s' % (tmp_path / 'saved'))
+  assert result.returncode == 0, result.stderr
+  exported = tf.saved_model.load(str(tmp_path / 'saved'))
+  assert len(exported.sample(prime='the ', length=10, temperature=1.0, seed=0,
+                             count=1)['samples'].numpy()[0]) == 14
 
 
 def test_a_checkpoint_from_before_precision_means_float32():
