@@ -403,7 +403,7 @@ def _run_language_model(settings, title, variant, bigram_stride):
                                settings.decay_rate, settings.clip_norm, seed=settings.seed,
                                tf1_ref_variables=getattr(settings, 'tf1_ref_variables',
                                                          False))
-  except ValueError as error:  # data.DataError, or a Trainer's setting (--precision)
+  except data.DataError as error:
     fail(str(error))
   except (tf.errors.ResourceExhaustedError, MemoryError):
     fail('out of memory for this model; give a smaller --num_nodes, --embedding_size or '
