@@ -13,8 +13,6 @@ SGD update stay float32. On a CPU with bfloat16 instructions (AVX512-BF16, AMX-B
 oneDNN runs the products on them; elsewhere TensorFlow emulates them, slower
 (`bfloat16_instructions` says which; the benchmark prints it).
 """
-import weakref
-
 import tensorflow as tf
 
 FLOAT32 = 'float32'
@@ -58,8 +56,10 @@ def check(precision):
     raise ValueError('--precision=%s: use one of %s' % (precision, ', '.join(PRECISIONS)))
 
 
-# graph -> {weights.ref(): `rounded_once(weights)`}: each traced function's rounded copies
-_ROUNDED = weakref.WeakKeyDictionary()
+# The attribute of a traced function's graph that holds its rounded copies,
+# {weights.ref(): `rounded_once(weights)`}: they go with the graph (a dictionary keyed by
+# graphs would keep every graph alive through the tensors its values hold).
+_ROUNDED = '_assignment6_rounded_weights'
 
 
 def matmul(a, weights, precision=FLOAT32, round_once=False):
@@ -75,7 +75,11 @@ def matmul(a, weights, precision=FLOAT32, round_once=False):
   if precision == FLOAT32:
     return tf.matmul(a, weights)
   if round_once and not tf.executing_eagerly():
-    products = _ROUNDED.setdefault(tf.compat.v1.get_default_graph(), {})
+    graph = tf.compat.v1.get_default_graph()
+    products = getattr(graph, _ROUNDED, None)
+    if products is None:
+      products = {}
+      setattr(graph, _ROUNDED, products)
     if weights.ref() not in products:
       products[weights.ref()] = rounded_once(weights)
     return products[weights.ref()](a)
