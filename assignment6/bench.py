@@ -17,8 +17,10 @@ Implementations, interleaved (repeat 1 of each, then repeat 2 of each, ...):
 Parts: `steps` (training-step characters per second, one validation pass, one sample block,
 the batches' share), `run` (the whole course run: --num_steps steps with their
 validations and samples), `layers` (training steps at 256, 512 and 1,024 cells with
-embeddings against the layer a TensorFlow user would otherwise pick; the Keras yardstick
-lives in the source checkout's tests/layer_yardstick.py, as the package stays Keras-free),
+embeddings against the layer a TensorFlow user would otherwise pick, the concatenated cell
+in float32 and with --precision=bfloat16; the Keras yardstick lives in the source
+checkout's tests/layer_yardstick.py, as the package stays Keras-free; the header says
+whether the CPU has bfloat16 instructions: without them bfloat16 is emulated, not a result),
 `mirror` (Problem 3's training run before its faster step and batches and as
 `python -m assignment6.problem3` runs it now: held-out accuracy against training seconds).
 Every figure is the median of the repeats, with their spread (min-max).
@@ -34,6 +36,7 @@ from absl import app
 from absl import flags
 
 from assignment6 import cells, course_tf1, data, mirror, models, training
+from assignment6 import precision as precisions
 import numpy as np
 import tensorflow as tf
 
@@ -89,6 +92,7 @@ def environment():
                                     tf.config.threading.get_intra_op_parallelism_threads(),
                                     tf.config.threading.get_inter_op_parallelism_threads(),
                                     os.environ.get('TF_ENABLE_ONEDNN_OPTS', 'default (on)')),
+          precisions.describe_instructions(),
           'Load average at start: %.2f %.2f %.2f' % os.getloadavg()]
 
 
@@ -102,11 +106,14 @@ def spread(values, scale=1.0, form='%.3g'):
 # ---------------------------------------------------------------------------- the port
 
 def build_port(name, vocabulary_size=data.vocabulary_size, embedding_size=None,
-               num_nodes=None, seed=0):
+               num_nodes=None, seed=0, precision=precisions.FLOAT32):
+  """The model, its Trainer and whether it runs --fast, for an implementation's name;
+  precision: `--precision` (bfloat16 needs the concat cell)."""
   cell, fast = PORT_CELLS[name]
   input_size = embedding_size or vocabulary_size
   num_nodes = num_nodes or FLAGS.num_nodes
-  model = models.LanguageModel(cells.make_cell(cell, input_size, num_nodes, seed=seed),
+  model = models.LanguageModel(cells.make_cell(cell, input_size, num_nodes, seed=seed,
+                                               precision=precision),
                                FLAGS.batch_size, vocabulary_size, embedding_size, seed=seed)
   return model, training.Trainer(model), fast
 
@@ -276,25 +283,33 @@ def bench_layers(text, say):
   if yardstick is None:
     say('(the Keras yardstick is in the source checkout\'s tests/layer_yardstick.py; '
         'not found here, so only the port is timed)')
-  say('%-6s | %-24s | %-24s | %-24s | %s' % ('cells', 'keras LSTM', 'concat', 'fused',
-                                              'ratios concat, fused'))
+  say('(concat bf16: --cell=concat --precision=bfloat16, the cell\'s matmuls in bfloat16; '
+      'the rest float32)')
+  say('%-6s | %-24s | %-24s | %-24s | %-24s | %s' % (
+      'cells', 'keras LSTM', 'concat', 'fused', 'concat bf16',
+      'ratios concat, fused, concat bf16'))
   ids = np.stack([data.BatchGenerator(text, FLAGS.batch_size, FLAGS.num_unrollings)
                   .next_ids() for _ in range(1)])[0]
+  ports = (('concat', 'concat', precisions.FLOAT32), ('fused', 'fused', precisions.FLOAT32),
+           ('concat bf16', 'concat', precisions.BFLOAT16))
   for size in [int(s) for s in FLAGS.layer_sizes]:
     steps = max(5, min(60, int(2e5 / size ** 1.5)))
-    times = {'keras': [], 'concat': [], 'fused': []}
+    times = {'keras': [], 'concat': [], 'fused': [], 'concat bf16': []}
     for _ in range(FLAGS.repeats):
       if yardstick:
         step = yardstick.train_step(data.vocabulary_size, embedding, size, FLAGS.batch_size)
         times['keras'].append(timed_calls(step, ids, steps))
-      for name in ('concat', 'fused'):
-        model, trainer, _ = build_port(name, embedding_size=embedding, num_nodes=size)
-        times[name].append(timed_calls(trainer.train_step, ids, steps))
+      for column, name, precision in ports:
+        model, trainer, _ = build_port(name, embedding_size=embedding, num_nodes=size,
+                                       precision=precision)
+        times[column].append(timed_calls(trainer.train_step, ids, steps))
     keras = statistics.median(times['keras']) if times['keras'] else float('nan')
-    say('%-6d | %-24s | %-24s | %-24s | %.2fx, %.2fx' % (
+    say('%-6d | %-24s | %-24s | %-24s | %-24s | %s' % (
         size, spread(times['keras'], 1e3, '%.1f') if times['keras'] else '-',
         spread(times['concat'], 1e3, '%.1f'), spread(times['fused'], 1e3, '%.1f'),
-        keras / statistics.median(times['concat']), keras / statistics.median(times['fused'])))
+        spread(times['concat bf16'], 1e3, '%.1f'),
+        ', '.join('%.2fx' % (keras / statistics.median(times[column]))
+                  for column, _, _ in ports)))
 
 
 def timed_calls(step, ids, steps):

@@ -18,6 +18,8 @@ import itertools
 
 import tensorflow as tf
 
+from assignment6 import precision as precisions
+
 # The course's order of the four gates, and the letter that starts its variables' names.
 GATES = ('input', 'forget', 'update', 'output')
 GATE_PREFIXES = ('i', 'f', 'c', 'o')
@@ -133,12 +135,20 @@ class ConcatCell(tf.Module):
   carried on), r_t and p_t to [-proj_clip, proj_clip]; None: no clip.
   The cell's output is [r_t, p_t] (B, P + Q): the output layer reads all of it, the next
   step reads r_t, its first R columns. With no option set this is exactly the course's cell.
+  `precision` 'bfloat16' (`assignment6.precision`, --precision): every matmul (W_*x x_t,
+  W_*r r_{t-1}, W_rm m_t, W_pm m_t) in bfloat16, everything else in float32 (`matmul`).
   """
 
   def __init__(self, input_size, num_nodes, peepholes=False, num_proj=None,
                num_nonrec_proj=None, seed=0, fused=False, name=None, cell_clip=None,
-               proj_clip=None, proj_scale=1.0):
+               proj_clip=None, proj_scale=1.0, precision=precisions.FLOAT32):
     super().__init__(name=name)
+    precisions.check(precision)
+    if fused and precision != precisions.FLOAT32:
+      raise ValueError('--precision=%s needs --cell=concat (TensorFlow\'s fused kernel '
+                       'computes in float32)' % precision)
+    self.precision = precision
+    self.round_once = True  # False: the reference, each matmul rounds its weights again
     if fused and (num_proj or num_nonrec_proj):
       raise ValueError('--cell=fused has no projections (TensorFlow\'s fused kernel has '
                        'none); use --cell=concat with --num_proj or --num_nonrec_proj')
@@ -180,14 +190,20 @@ class ConcatCell(tf.Module):
                                concatenate_gates(course)):
       variable.assign(value)
 
+  def matmul(self, a, weights):
+    """a (N, K) @ weights (K, M) -> (N, M) float32: tf.matmul in float32; in bfloat16
+    `precision.matmul`, whose weights a traced function rounds once for all its steps
+    (`round_once`: the same numbers as rounding them at each step)."""
+    return precisions.matmul(a, weights, self.precision, self.round_once)
+
   def input_projection(self, i):
     """The input side of every gate: i (N, input_size) -> (N, 4H)."""
-    return tf.matmul(i, self.x_weights) + self.biases
+    return self.matmul(i, self.x_weights) + self.biases
 
   def step(self, x_part, o, state):
     """One step given the input side: x_part (B, 4H), o (B, P + Q), state (B, H)."""
     r = o[:, :self.recurrent_size]  # (B, R)
-    z = x_part + tf.matmul(r, self.m_weights)  # (B, 4H)
+    z = x_part + self.matmul(r, self.m_weights)  # (B, 4H)
     input_gate, forget_gate, update, output_gate = split_gates(z)  # 4 x (B, H)
     if self.peepholes:
       input_gate += self.w_ic * state
@@ -208,7 +224,7 @@ class ConcatCell(tf.Module):
 
   def project(self, m, weights):
     """A projection: m (B, H) @ weights (H, P), times `proj_scale` -> (B, P)."""
-    projection = tf.matmul(m, weights)
+    projection = self.matmul(m, weights)
     return projection if self.proj_scale == 1 else self.proj_scale * projection
 
   def __call__(self, i, o, state):
@@ -217,8 +233,9 @@ class ConcatCell(tf.Module):
 
   @property
   def can_fuse(self):
-    """Whether TensorFlow's fused kernel computes this cell (it has no projections)."""
-    return not (self.num_proj or self.num_nonrec_proj)
+    """Whether TensorFlow's fused kernel computes this cell (no projections, float32)."""
+    return (not (self.num_proj or self.num_nonrec_proj) and
+            self.precision == precisions.FLOAT32)
 
   def sequence(self, inputs, output, state):
     """The whole unrolled loop in one fused op (`block_lstm`): the faster twin of calling
@@ -266,15 +283,20 @@ CELLS = ('course', 'concat', 'fused')
 
 def make_cell(cell, input_size, num_nodes, peepholes=False, num_proj=None,
               num_nonrec_proj=None, seed=0, cell_clip=None, proj_clip=None,
-              proj_scale=1.0):
-  """The cell a script's --cell names; the paper's options need the concatenated cell."""
+              proj_scale=1.0, precision=precisions.FLOAT32):
+  """The cell a script's --cell names; the paper's options and --precision=bfloat16 need
+  the concatenated cell."""
   if cell == 'course':
     if peepholes or num_proj or num_nonrec_proj or cell_clip:
       raise ValueError('--peepholes, --num_proj, --num_nonrec_proj and --cell_clip need '
                        '--cell=concat (or --cell=fused: no projections)')
+    if precision != precisions.FLOAT32:
+      raise ValueError('--precision=%s needs --cell=concat (the course\'s cell keeps the '
+                       'course\'s float32 arithmetic bit for bit)' % precision)
     return CourseCell(input_size, num_nodes, seed=seed, name='lstm_cell')
   if cell in ('concat', 'fused'):
     return ConcatCell(input_size, num_nodes, peepholes, num_proj, num_nonrec_proj,
                       seed=seed, fused=cell == 'fused', name='lstm_cell',
-                      cell_clip=cell_clip, proj_clip=proj_clip, proj_scale=proj_scale)
+                      cell_clip=cell_clip, proj_clip=proj_clip, proj_scale=proj_scale,
+                      precision=precision)
   raise ValueError('--cell=%s: use one of %s' % (cell, ', '.join(CELLS)))

@@ -36,7 +36,7 @@ from absl.logging import converter
 import numpy as np
 import tensorflow as tf
 
-from assignment6 import cells, data, models
+from assignment6 import cells, data, models, precision
 
 PREFIX = 'ckpt'
 MAX_TO_KEEP = 3  # the newest complete checkpoint, and two to fall back on
@@ -56,15 +56,16 @@ MODEL_SETTINGS = (
 # Training settings: a resumed run may change them (e.g. a lower learning rate after the
 # loss diverged); it is then no longer the same run, and a note says so.
 TRAINING_SETTINGS = ('learning_rate', 'decay_steps', 'decay_rate', 'clip_norm', 'keep_prob',
-                     'seed', 'summary_frequency', 'tf1_ref_variables')
+                     'seed', 'summary_frequency', 'tf1_ref_variables', 'precision')
 # Settings newer than some checkpoints (and settings objects): the value they mean.
-# (A checkpoint written before the paper's clips and projection scale had neither: 1.0.)
+# (A checkpoint written before the paper's clips and projection scale had neither: 1.0;
+# one written before --precision computed in float32.)
 SETTING_DEFAULTS = {'tf1_ref_variables': False, 'cell_clip': 0.0, 'proj_clip': 0.0,
-                    'proj_scale': 1.0}
+                    'proj_scale': 1.0, 'precision': precision.FLOAT32}
 # Their types (the rest are integers): a checkpoint's variables keep theirs.
 FLOAT_SETTINGS = ('learning_rate', 'decay_rate', 'clip_norm', 'keep_prob', 'cell_clip',
                   'proj_clip', 'proj_scale')
-STRING_SETTINGS = ('variant', 'cell', 'vocabulary')
+STRING_SETTINGS = ('variant', 'cell', 'vocabulary', 'precision')
 BOOL_SETTINGS = ('peepholes', 'tf1_ref_variables')
 
 
@@ -496,9 +497,13 @@ def load_model(directory, flag='--checkpoint_dir'):
                            settings['num_proj'], settings['num_nonrec_proj'],
                            cell_clip=settings['cell_clip'] or None,
                            proj_clip=settings['proj_clip'] or None,
-                           proj_scale=settings['proj_scale'])
+                           proj_scale=settings['proj_scale'],
+                           precision=settings['precision'])
   except ValueError as error:
     raise CheckpointError('%s=%s: %s' % (flag, directory, error)) from None
+  emulated = precision.emulation_note(settings['precision'])
+  if emulated:
+    notes.append(emulated)
   model = models.LanguageModel(cell, settings['batch_size'], vocabulary_size,
                                embedding_size, settings['keep_prob'],
                                stride=settings['bigram_stride'] if bigram else 1,

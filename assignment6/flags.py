@@ -8,7 +8,7 @@ import math
 
 from absl import flags
 
-from assignment6 import cells
+from assignment6 import cells, precision
 
 FLAGS = flags.FLAGS
 MAX_SIZE = 8192  # the widest layer accepted: a (MAX_SIZE, 4 * MAX_SIZE) matrix is 1 GiB
@@ -53,6 +53,11 @@ flags.DEFINE_bool('compare', True, 'End with the side-by-side comparison with th
 # The cell (Problem 1 and the paper's cell).
 flags.DEFINE_enum('cell', 'course', cells.CELLS, 'course: the course\'s twelve variables; '
                   'concat: the four gates in one matmul per side (Problem 1).')
+flags.DEFINE_enum('precision', precision.FLOAT32, precision.PRECISIONS, 'float32: every '
+                  'product in float32; bfloat16: the concatenated cell\'s matmuls in '
+                  'bfloat16 (faster where the CPU has AVX512-BF16 or AMX; the variables, '
+                  'state, gates, loss and updates stay float32). Needs --cell=concat; not '
+                  'with --tf1_ref_variables. Kept in the checkpoint.')
 flags.DEFINE_bool('peepholes', False, 'Peephole connections (Sak et al. 2014); needs '
                   '--cell=concat.')
 flags.DEFINE_integer('num_proj', 0, 'Recurrent projection size (Sak et al. 2014); 0: none. '
@@ -129,6 +134,16 @@ flags.register_multi_flags_validator(
     lambda f: not (f['tf1_ref_variables'] and f['cell'] == 'fused'),
     '--tf1_ref_variables needs --cell=course or --cell=concat (the fused kernel\'s '
     'gradient cannot be given the aliased reads)')
+flags.register_multi_flags_validator(
+    ['cell', 'precision'],
+    lambda f: f['precision'] == precision.FLOAT32 or f['cell'] == 'concat',
+    '--precision=bfloat16 needs --cell=concat (the course\'s cell keeps the course\'s '
+    'float32 arithmetic bit for bit; the fused kernel computes in float32)')
+flags.register_multi_flags_validator(
+    ['tf1_ref_variables', 'precision'],
+    lambda f: f['precision'] == precision.FLOAT32 or not f['tf1_ref_variables'],
+    '--precision=bfloat16 cannot be used with --tf1_ref_variables (it reproduces the '
+    'course\'s float32 arithmetic bit for bit)')
 flags.register_validator('proj_scale', _positive,
                          '--proj_scale must be greater than 0 and finite')
 flags.register_validator('cell_clip', lambda value: math.isfinite(value),

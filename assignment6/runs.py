@@ -15,7 +15,8 @@ import zipfile
 import numpy as np
 import tensorflow as tf
 
-from assignment6 import checkpoints, cells, course, data, models, summaries, training
+from assignment6 import (checkpoints, cells, course, data, models, precision, summaries,
+                         training)
 
 
 class Log(object):
@@ -281,9 +282,13 @@ def build_model(settings, vocabulary_size=data.vocabulary_size, stride=1, vocabu
                            seed=settings.seed,
                            cell_clip=getattr(settings, 'cell_clip', 0) or None,
                            proj_clip=getattr(settings, 'proj_clip', 0) or None,
-                           proj_scale=getattr(settings, 'proj_scale', 1.0))
+                           proj_scale=getattr(settings, 'proj_scale', 1.0),
+                           precision=getattr(settings, 'precision', precision.FLOAT32))
   except ValueError as error:
     fail(str(error))
+  emulated = precision.emulation_note(getattr(settings, 'precision', precision.FLOAT32))
+  if emulated:
+    note(emulated)
   return models.LanguageModel(cell, settings.batch_size, vocabulary_size,
                               settings.embedding_size, settings.keep_prob,
                               seed=settings.seed, stride=stride, vocabulary=vocabulary)

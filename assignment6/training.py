@@ -152,6 +152,10 @@ class Trainer(tf.Module):
     if tf1_ref_variables and getattr(model.cell, 'fused', False):
       raise ValueError('--tf1_ref_variables needs --cell=course or --cell=concat (the '
                        'fused kernel\'s gradient cannot be given the aliased reads)')
+    if tf1_ref_variables and getattr(model.cell, 'precision', 'float32') != 'float32':
+      raise ValueError('--precision=%s cannot be used with --tf1_ref_variables (it '
+                       'reproduces the course\'s float32 arithmetic bit for bit)'
+                       % model.cell.precision)
     self.tf1_ref_variables = tf1_ref_variables
     self.model = model
     self.initial_learning_rate = learning_rate

@@ -18,10 +18,12 @@ def test_bench_prints_environment_tables_and_ratios():
   assert result.returncode == 0, result.stderr
   out = result.stdout
   assert out.startswith('TensorFlow ') and 'logical cores' in out
+  assert re.search(r'^bfloat16 instructions: (avx512_bf16|amx_bf16|none: )', out, re.M)
   for name in ('course', 'plain', 'port', 'concat', 'fused'):
     assert re.search(r'^%s +\| .* \| +\d+\.\d\dx \|' % name, out, re.M), name
   assert re.search(r'^course +\| .* \| +1\.00x \|', out, re.M)
-  assert re.search(r'^16 +\| .*x, .*x$', out, re.M)  # the layers row, Keras included
+  # The layers row, Keras included: concat, fused and concat with --precision=bfloat16.
+  assert re.search(r'^16 +\| .*\| \d+\.\d\dx, \d+\.\d\dx, \d+\.\d\dx$', out, re.M)
   assert 'Traceback' not in result.stderr
 
 

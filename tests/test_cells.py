@@ -22,11 +22,12 @@ def sigmoid(x):
 
 
 def numpy_cell(p, x, o, c, peepholes, num_proj, num_nonrec_proj, cell_clip=None,
-               proj_clip=None, proj_scale=1.0):
+               proj_clip=None, proj_scale=1.0, matmul=np.matmul):
   """One step of the paper's cell in float64, from named parameters (gate order i f c o);
-  TensorFlow 1 LSTMCell's clips and the projections' scale as the cell's docstring says."""
-  r = o[:, :num_proj or H]
-  z = x @ p['x_weights'] + r @ p['m_weights'] + p['biases']
+  TensorFlow 1 LSTMCell's clips and the projections' scale as the cell's docstring says.
+  matmul: the products' arithmetic (tests/test_precision.py rounds them to bfloat16)."""
+  r = o[:, :num_proj or p['m_weights'].shape[0]]
+  z = matmul(x, p['x_weights']) + matmul(r, p['m_weights']) + p['biases']
   zi, zf, zc, zo = np.split(z, 4, axis=1)
   if peepholes:
     zi = zi + p['w_ic'] * c
@@ -37,9 +38,9 @@ def numpy_cell(p, x, o, c, peepholes, num_proj, num_nonrec_proj, cell_clip=None,
   if peepholes:
     zo = zo + p['w_oc'] * c_new
   m = sigmoid(zo) * np.tanh(c_new)
-  outputs = [proj_scale * (m @ p['w_rm']) if num_proj else m]
+  outputs = [proj_scale * matmul(m, p['w_rm']) if num_proj else m]
   if num_nonrec_proj:
-    outputs.append(proj_scale * (m @ p['w_pm']))
+    outputs.append(proj_scale * matmul(m, p['w_pm']))
   if proj_clip and (num_proj or num_nonrec_proj):
     outputs = [np.clip(part, -proj_clip, proj_clip) for part in outputs]
   return np.concatenate(outputs, axis=1), c_new
