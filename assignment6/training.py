@@ -22,7 +22,7 @@ from tensorflow.core.protobuf import config_pb2, rewriter_config_pb2
 from tensorflow.python.eager import context
 from tensorflow.python.framework import ops
 
-from assignment6 import data
+from assignment6 import cells, course_backward, data
 from assignment6.models import one_hot
 
 
@@ -190,14 +190,14 @@ class Trainer(tf.Module):
       return self._steps_function(batches)
 
   def _step(self, batches):
-    loss, logits, learning_rate = self._update(batches)
+    loss, logits, learning_rate = self._update(batches, written=False)
     return loss, tf.nn.softmax(logits), learning_rate
 
   def _steps(self, batches):
     steps = tf.shape(batches)[0]
 
     def body(k, losses, logits, learning_rate):
-      loss, logits, learning_rate = self._update(batches[k])
+      loss, logits, learning_rate = self._update(batches[k], self.written_gradient)
       return k + 1, losses.write(k, loss), logits, learning_rate
 
     _, losses, logits, learning_rate = tf.while_loop(
@@ -207,8 +207,19 @@ class Trainer(tf.Module):
          tf.constant(0.0)))
     return losses.stack(), tf.nn.softmax(logits), learning_rate
 
-  def _update(self, batches):
-    """The step's graph: ids (T + 1, B) -> loss, logits (T * B, V), learning rate."""
+  @property
+  def written_gradient(self):
+    """Whether `train_steps` takes the cell's gradient from `course_backward` (the course's
+    cell on one-hot inputs): the same bits as `train_step`'s `tf.gradients`, fewer ops."""
+    return (isinstance(self.model.cell, cells.CourseCell)
+            and not self.model.embedding_size)
+
+  def _update(self, batches, written):
+    """The step's graph: ids (T + 1, B) -> loss, logits (T * B, V), learning rate.
+
+    written: the cell's gradient written out (`course_backward`), else `tf.gradients`
+    through the cell's loop (the plain twin).
+    """
     model = self.model
     learning_rate = self.learning_rate()
     dropout_seed = None
@@ -217,7 +228,13 @@ class Trainer(tf.Module):
           tf.constant([self.seed, 0], tf.int64), self.global_step)
     saved_output = tf.convert_to_tensor(model.saved_output)  # read once: (B, P + Q)
     saved_state = tf.convert_to_tensor(model.saved_state)  # (B, H)
-    if self.tf1_ref_variables:
+    if written:
+      weights = model.cell.course_variables()
+      loop = lambda inputs, output, state: course_backward.unroll(
+          weights, inputs, output, state, self.tf1_ref_variables)
+      outputs, output, state = model.unroll(batches[:-1], saved_output, saved_state,
+                                            dropout_seed, loop)
+    elif self.tf1_ref_variables:
       with tf1_reference_reads(saved_output, saved_state) as alias:
         outputs, output, state = model.unroll(batches[:-1], saved_output, saved_state,
                                               dropout_seed)

@@ -1,0 +1,112 @@
+"""The course's cell unrolled with its backward pass written out: the faster twin of
+`tf.gradients` through `CourseCell`'s Python loop, with the same float32 operations in the
+same order, so the same bits.
+
+Through the loop, `tf.gradients` makes each step's eight matmuls sixteen (the one-hot
+input's own gradient is pruned): 198 small matmuls a step at the course's sizes, most of
+the step's time. A matmul's output element is one dot product, whose order does not depend
+on how many columns are computed beside it (measured with TensorFlow's oneDNN matmul on
+2.16.2 and 2.21: every element equal), so here the four gates' matmuls on one side are one
+matmul over the four gates' weights side by side, in `cells.GATES` order:
+
+    forward     i [ix fx cx ox]             o [im fm cm om]           (B, 4H) each
+    backward    i^T [dz_i dz_f dz_c dz_o]   o^T [dz_i dz_f dz_c dz_o] (the weights' gradients)
+
+What is summed across matmuls keeps its own sums: the previous output's gradient adds the
+classifier's and the four gates' `dz_g g_m^T` (four matmuls) in the order `tf.gradients`
+adds them, one `AddN([classifier, o, f, i, c])`; a weight's gradient adds its ten steps'
+in one `AddN`, last step first. Each elementwise step is the op `tf.gradients` emits
+(`SigmoidGrad`, `TanhGrad`, the products of `Mul`'s gradient, the bias's `Sum` over the
+batch). 79 matmuls a step instead of 198. tests/test_training.py checks the bits against
+the plain loop (and, through it, the course's graph).
+
+Only the cell's weights get gradients: the inputs are one-hot (no gradient), and the saved
+output and state the loop starts from are not trained; the last state's gradient is taken
+as zero (it only feeds the saved state), as in the course's graph.
+"""
+import tensorflow as tf
+
+from assignment6 import cells
+
+
+def _matmul(a, b, **attributes):
+  return tf.raw_ops.MatMul(a=a, b=b, **attributes)
+
+
+def unroll(weights, inputs, output, state, tf1_ref_variables=False):
+  """The cell over T steps: weights, the twelve `ix ... ob` (tensors, read once); inputs,
+  T one-hot (B, input); output and state (B, H) to start from.
+
+  Returns (T outputs (B, H), the last state (B, H)). tf1_ref_variables: the first step's
+  gradient reads the last output and state where the first ones belong
+  (`training.tf1_reference_reads`: TF1's reference variables).
+  """
+  steps = len(inputs)
+  prefixes = cells.GATE_PREFIXES
+
+  @tf.custom_gradient
+  def loop(output, state, *values):
+    w = dict(zip(cells.COURSE_VARIABLES, values))
+    x_weights = tf.concat([w[p + 'x'] for p in prefixes], axis=1)  # (input, 4H)
+    m_weights = tf.concat([w[p + 'm'] for p in prefixes], axis=1)  # (H, 4H)
+    saved, outputs = [], []
+    for i in inputs:  # the course's lstm_cell, the gates' matmuls side by side
+      xi, xf, xc, xo = tf.split(tf.matmul(i, x_weights), 4, axis=1)  # 4 x (B, H)
+      mi, mf, mc, mo = tf.split(tf.matmul(output, m_weights), 4, axis=1)
+      input_gate = tf.sigmoid(xi + mi + w['ib'])
+      forget_gate = tf.sigmoid(xf + mf + w['fb'])
+      update = tf.tanh(xc + mc + w['cb'])
+      new_state = forget_gate * state + input_gate * update
+      output_gate = tf.sigmoid(xo + mo + w['ob'])
+      tanh_state = tf.tanh(new_state)
+      saved.append((i, output, state, input_gate, forget_gate, update, output_gate,
+                    tanh_state))
+      output, state = output_gate * tanh_state, new_state
+      outputs.append(output)
+
+    def gradient(*upstream):
+      """upstream: the T outputs' gradients, then the last state's (taken as zero)."""
+      x_parts, m_parts = [], []  # per step, last first: (input, 4H), (H, 4H)
+      bias_parts = {p: [] for p in prefixes}
+      recurrent = state_part = None  # from step t + 1: o's four gate terms, Mul's term
+      for t in reversed(range(steps)):
+        i, o, s, input_gate, forget_gate, update, output_gate, tanh_state = saved[t]
+        if t == 0 and tf1_ref_variables:  # the reads alias the saved variables' buffers
+          o, s = outputs[-1], state  # the last output and state
+        d_output = upstream[t]
+        if recurrent is not None:
+          d_output = tf.math.add_n([d_output] + recurrent)
+        d_output_gate = d_output * tanh_state
+        d_state = tf.raw_ops.TanhGrad(y=tanh_state, dy=d_output * output_gate)
+        if state_part is not None:
+          d_state = tf.math.add_n([state_part, d_state])
+        d_forget_gate = d_state * s
+        d_input_gate = d_state * update
+        d_update = d_state * input_gate
+        if t > 0:
+          state_part = d_state * forget_gate
+        dz = {'i': tf.raw_ops.SigmoidGrad(y=input_gate, dy=d_input_gate),
+              'f': tf.raw_ops.SigmoidGrad(y=forget_gate, dy=d_forget_gate),
+              'c': tf.raw_ops.TanhGrad(y=update, dy=d_update),
+              'o': tf.raw_ops.SigmoidGrad(y=output_gate, dy=d_output_gate)}
+        for p in prefixes:
+          bias_parts[p].append(tf.reduce_sum(dz[p], [0], keepdims=True))  # (1, H)
+        dz_all = tf.concat([dz[p] for p in prefixes], axis=1)  # (B, 4H)
+        x_parts.append(_matmul(i, dz_all, transpose_a=True, grad_b=True))
+        m_parts.append(_matmul(o, dz_all, transpose_a=True, grad_b=True))
+        if t > 0:  # o's gradient from this step's gates, in tf.gradients' order
+          recurrent = [_matmul(dz[p], w[p + 'm'], transpose_b=True, grad_a=True)
+                       for p in ('o', 'f', 'i', 'c')]
+      x_grads = tf.split(tf.math.add_n(x_parts), 4, axis=1)
+      m_grads = tf.split(tf.math.add_n(m_parts), 4, axis=1)
+      grads = {}
+      for k, p in enumerate(prefixes):
+        grads.update({p + 'x': x_grads[k], p + 'm': m_grads[k],
+                      p + 'b': tf.math.add_n(bias_parts[p])})
+      return [None, None] + [grads[name] for name in cells.COURSE_VARIABLES]
+
+    return (outputs, state), gradient
+
+  values = [tf.convert_to_tensor(weights[name]) for name in cells.COURSE_VARIABLES]
+  outputs, state = loop(output, state, *values)
+  return list(outputs), state
