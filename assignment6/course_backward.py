@@ -17,7 +17,8 @@ classifier's and the four gates' `dz_g g_m^T` (four matmuls) in the order `tf.gr
 adds them, one `AddN([classifier, o, f, i, c])`; a weight's gradient adds its ten steps'
 in one `AddN`, last step first. Each elementwise step is the op `tf.gradients` emits
 (`SigmoidGrad`, `TanhGrad`, the products of `Mul`'s gradient, the bias's `Sum` over the
-batch). 79 matmuls a step instead of 198. tests/test_training.py checks the bits against
+batch). 70 matmuls a step instead of 198 (the input side of all T steps is one matmul:
+the rows beside a row do not change its sums either). tests/test_training.py checks the bits against
 the plain loop (and, through it, the course's graph).
 
 Only the cell's weights get gradients: the inputs are one-hot (no gradient), and the saved
@@ -34,14 +35,14 @@ def _matmul(a, b, **attributes):
 
 
 def unroll(weights, inputs, output, state, tf1_ref_variables=False):
-  """The cell over T steps: weights, the twelve `ix ... ob` (tensors, read once); inputs,
-  T one-hot (B, input); output and state (B, H) to start from.
+  """The cell over T steps: weights, the twelve `ix ... ob` (variables or tensors, read
+  once); inputs (T, B, input), one-hot; output and state (B, H) to start from.
 
   Returns (T outputs (B, H), the last state (B, H)). tf1_ref_variables: the first step's
   gradient reads the last output and state where the first ones belong
   (`training.tf1_reference_reads`: TF1's reference variables).
   """
-  steps = len(inputs)
+  steps, batch, input_size = inputs.shape
   prefixes = cells.GATE_PREFIXES
 
   @tf.custom_gradient
@@ -49,9 +50,13 @@ def unroll(weights, inputs, output, state, tf1_ref_variables=False):
     w = dict(zip(cells.COURSE_VARIABLES, values))
     x_weights = tf.concat([w[p + 'x'] for p in prefixes], axis=1)  # (input, 4H)
     m_weights = tf.concat([w[p + 'm'] for p in prefixes], axis=1)  # (H, 4H)
+    inputs_by_step = tf.unstack(inputs, num=steps)  # T x (B, input)
+    # The input side of every step in one matmul (rows do not change a row's sums).
+    x_sides = tf.split(tf.matmul(tf.reshape(inputs, [steps * batch, input_size]),
+                                 x_weights), steps, axis=0)  # T x (B, 4H)
     saved, outputs = [], []
-    for i in inputs:  # the course's lstm_cell, the gates' matmuls side by side
-      xi, xf, xc, xo = tf.split(tf.matmul(i, x_weights), 4, axis=1)  # 4 x (B, H)
+    for i, x_side in zip(inputs_by_step, x_sides):  # the course's lstm_cell
+      xi, xf, xc, xo = tf.split(x_side, 4, axis=1)  # 4 x (B, H)
       mi, mf, mc, mo = tf.split(tf.matmul(output, m_weights), 4, axis=1)
       input_gate = tf.sigmoid(xi + mi + w['ib'])
       forget_gate = tf.sigmoid(xf + mf + w['fb'])
@@ -66,8 +71,7 @@ def unroll(weights, inputs, output, state, tf1_ref_variables=False):
 
     def gradient(*upstream):
       """upstream: the T outputs' gradients, then the last state's (taken as zero)."""
-      x_parts, m_parts = [], []  # per step, last first: (input, 4H), (H, 4H)
-      bias_parts = {p: [] for p in prefixes}
+      x_parts, m_parts, bias_parts = [], [], []  # per step, last first: (., 4H) each
       recurrent = state_part = None  # from step t + 1: o's four gate terms, Mul's term
       for t in reversed(range(steps)):
         i, o, s, input_gate, forget_gate, update, output_gate, tanh_state = saved[t]
@@ -89,20 +93,17 @@ def unroll(weights, inputs, output, state, tf1_ref_variables=False):
               'f': tf.raw_ops.SigmoidGrad(y=forget_gate, dy=d_forget_gate),
               'c': tf.raw_ops.TanhGrad(y=update, dy=d_update),
               'o': tf.raw_ops.SigmoidGrad(y=output_gate, dy=d_output_gate)}
-        for p in prefixes:
-          bias_parts[p].append(tf.reduce_sum(dz[p], [0], keepdims=True))  # (1, H)
         dz_all = tf.concat([dz[p] for p in prefixes], axis=1)  # (B, 4H)
+        bias_parts.append(tf.reduce_sum(dz_all, [0], keepdims=True))  # (1, 4H)
         x_parts.append(_matmul(i, dz_all, transpose_a=True, grad_b=True))
         m_parts.append(_matmul(o, dz_all, transpose_a=True, grad_b=True))
         if t > 0:  # o's gradient from this step's gates, in tf.gradients' order
           recurrent = [_matmul(dz[p], w[p + 'm'], transpose_b=True, grad_a=True)
                        for p in ('o', 'f', 'i', 'c')]
-      x_grads = tf.split(tf.math.add_n(x_parts), 4, axis=1)
-      m_grads = tf.split(tf.math.add_n(m_parts), 4, axis=1)
       grads = {}
-      for k, p in enumerate(prefixes):
-        grads.update({p + 'x': x_grads[k], p + 'm': m_grads[k],
-                      p + 'b': tf.math.add_n(bias_parts[p])})
+      for side, parts in (('x', x_parts), ('m', m_parts), ('b', bias_parts)):
+        grads.update(zip([p + side for p in prefixes],
+                         tf.split(tf.math.add_n(parts), 4, axis=1)))
       return [None, None] + [grads[name] for name in cells.COURSE_VARIABLES]
 
     return (outputs, state), gradient

@@ -127,8 +127,8 @@ class LanguageModel(tf.Module):
     With `dropout_seed` (training), dropout applies to each step's input and output
     (Zaremba et al. 2014: non-recurrent connections only); the state and the output fed
     to the next step are never dropped.
-    loop: None, the cell called T times; or a function (T inputs, output, state) -> (T
-    outputs, last state) that computes the same (`course_backward.unroll`).
+    loop: None, the cell called T times; or a function (inputs (T, B, input_size), output,
+    state) -> (T outputs, last state) that computes the same (`course_backward.unroll`).
     """
     steps = ids.shape[0]
     inputs = self.inputs(ids)  # (T, B, input_size)
@@ -139,7 +139,7 @@ class LanguageModel(tf.Module):
       sequence, output, state = self.cell.sequence(inputs, output, state)  # (T, B, H)
       outputs = tf.unstack(sequence, num=steps)
     elif loop is not None:
-      outputs, state = loop(tf.unstack(inputs, num=steps), output, state)
+      outputs, state = loop(inputs, output, state)
       output = outputs[-1]
     else:  # a Python loop: unrolled as the course's, traced once
       outputs = []
