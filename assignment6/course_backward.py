@@ -5,21 +5,23 @@ same order, so the same bits.
 Through the loop, `tf.gradients` makes each step's eight matmuls sixteen (the one-hot
 input's own gradient is pruned): 198 small matmuls a step at the course's sizes, most of
 the step's time. A matmul's output element is one dot product, whose order does not depend
-on how many columns are computed beside it (measured with TensorFlow's oneDNN matmul on
-2.16.2 and 2.21: every element equal), so here the four gates' matmuls on one side are one
-matmul over the four gates' weights side by side, in `cells.GATES` order:
+on how many columns or rows are computed beside it (measured with TensorFlow's oneDNN
+matmul on 2.16.2 and 2.21: every element equal), so here the four gates' matmuls on one
+side are one matmul over the four gates' weights side by side, in `cells.GATES` order:
 
     forward     i [ix fx cx ox]             o [im fm cm om]           (B, 4H) each
     backward    i^T [dz_i dz_f dz_c dz_o]   o^T [dz_i dz_f dz_c dz_o] (the weights' gradients)
 
-What is summed across matmuls keeps its own sums: the previous output's gradient adds the
-classifier's and the four gates' `dz_g g_m^T` (four matmuls) in the order `tf.gradients`
-adds them, one `AddN([classifier, o, f, i, c])`; a weight's gradient adds its ten steps'
-in one `AddN`, last step first. Each elementwise step is the op `tf.gradients` emits
-(`SigmoidGrad`, `TanhGrad`, the products of `Mul`'s gradient, the bias's `Sum` over the
-batch). 70 matmuls a step instead of 198 (the input side of all T steps is one matmul:
-the rows beside a row do not change its sums either). tests/test_training.py checks the bits against
-the plain loop (and, through it, the course's graph).
+and the input side of all T steps is one matmul. Additions are exact element by element,
+so `i ix + o im + ib` is added for the four gates at once. What is summed across matmuls
+keeps its own sums: the previous output's gradient adds the classifier's and the four
+gates' `dz_g g_m^T` (four matmuls) in the order `tf.gradients` adds them, one
+`AddN([classifier, o, f, i, c])`; a weight's gradient adds its T steps' in one `AddN`, last
+step first. Each other step is the op `tf.gradients` emits (`Sigmoid`, `Tanh`,
+`SigmoidGrad`, `TanhGrad`, the products of `Mul`'s gradient, the bias's `Sum` over the
+batch). At the course's sizes a step has 70 matmuls instead of 198 and about 450 ops
+instead of 880. tests/test_course_backward.py checks the bits against the plain loop
+(`train_step`), which tests/test_training.py checks against the course's graph.
 
 Only the cell's weights get gradients: the inputs are one-hot (no gradient), and the saved
 output and state the loop starts from are not trained; the last state's gradient is taken
@@ -48,21 +50,21 @@ def unroll(weights, inputs, output, state, tf1_ref_variables=False):
   @tf.custom_gradient
   def loop(output, state, *values):
     w = dict(zip(cells.COURSE_VARIABLES, values))
-    x_weights = tf.concat([w[p + 'x'] for p in prefixes], axis=1)  # (input, 4H)
-    m_weights = tf.concat([w[p + 'm'] for p in prefixes], axis=1)  # (H, 4H)
+    x_weights, m_weights, biases = cells.concatenate_gates(w)  # (input | H | 1, 4H)
     inputs_by_step = tf.unstack(inputs, num=steps)  # T x (B, input)
     # The input side of every step in one matmul (rows do not change a row's sums).
     x_sides = tf.split(tf.matmul(tf.reshape(inputs, [steps * batch, input_size]),
                                  x_weights), steps, axis=0)  # T x (B, 4H)
     saved, outputs = [], []
     for i, x_side in zip(inputs_by_step, x_sides):  # the course's lstm_cell
-      xi, xf, xc, xo = tf.split(x_side, 4, axis=1)  # 4 x (B, H)
-      mi, mf, mc, mo = tf.split(tf.matmul(output, m_weights), 4, axis=1)
-      input_gate = tf.sigmoid(xi + mi + w['ib'])
-      forget_gate = tf.sigmoid(xf + mf + w['fb'])
-      update = tf.tanh(xc + mc + w['cb'])
+      # i ix + o im + ib for the four gates at once: additions, element by element.
+      z = x_side + tf.matmul(output, m_weights) + biases  # (B, 4H)
+      input_gate, forget_gate, update, output_gate = cells.split_gates(z)  # 4 x (B, H)
+      input_gate = tf.sigmoid(input_gate)
+      forget_gate = tf.sigmoid(forget_gate)
+      update = tf.tanh(update)
       new_state = forget_gate * state + input_gate * update
-      output_gate = tf.sigmoid(xo + mo + w['ob'])
+      output_gate = tf.sigmoid(output_gate)
       tanh_state = tf.tanh(new_state)
       saved.append((i, output, state, input_gate, forget_gate, update, output_gate,
                     tanh_state))

@@ -209,10 +209,10 @@ class Trainer(tf.Module):
 
   @property
   def written_gradient(self):
-    """Whether `train_steps` takes the cell's gradient from `course_backward` (the course's
-    cell on one-hot inputs): the same bits as `train_step`'s `tf.gradients`, fewer ops."""
-    return (isinstance(self.model.cell, cells.CourseCell)
-            and not self.model.embedding_size)
+    """Whether `train_steps` takes the cell's gradient from `course_backward`: the course's
+    own cell (not a subclass: an exercise's cell runs the learner's step) on one-hot
+    inputs. The same bits as `train_step`'s `tf.gradients` through the loop, fewer ops."""
+    return type(self.model.cell) is cells.CourseCell and not self.model.embedding_size
 
   def _update(self, batches, written):
     """The step's graph: ids (T + 1, B) -> loss, logits (T * B, V), learning rate.

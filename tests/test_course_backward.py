@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from assignment6 import cells, course_backward, data, models, training
+from assignment6 import cells, course_backward, data, exercises, models, training
 from conftest import made_up_text
 
 # As tests/test_training.py: equal to the last bit on the versions measured, else close.
@@ -56,6 +56,9 @@ def test_the_written_gradient_is_the_course_cells_on_one_hot_inputs_only():
   assert trainer(False, 1.0, 4, 8).written_gradient
   assert not trainer(False, 1.0, 4, 8, cell='concat').written_gradient
   assert not trainer(False, 1.0, 4, 8, embedding_size=5).written_gradient
+  learners = exercises.LearnerCourseCell(lambda i, o, state, w: (o, state), 27, 8)
+  model = models.LanguageModel(learners, 4, 27)
+  assert not training.Trainer(model).written_gradient  # the learner's step must run
 
 
 def test_unroll_computes_the_cells_outputs_and_gradients():
