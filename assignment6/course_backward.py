@@ -19,17 +19,56 @@ gates' `dz_g g_m^T` (four matmuls) in the order `tf.gradients` adds them, one
 `AddN([classifier, o, f, i, c])`; a weight's gradient adds its T steps' in one `AddN`, last
 step first. Each other step is the op `tf.gradients` emits (`Sigmoid`, `Tanh`,
 `SigmoidGrad`, `TanhGrad`, the products of `Mul`'s gradient, the bias's `Sum` over the
-batch). At the course's sizes a step has 70 matmuls instead of 198 and about 450 ops
-instead of 880. tests/test_course_backward.py checks the bits against the plain loop
-(`train_step`), which tests/test_training.py checks against the course's graph.
+batch). At the course's sizes a step has 70 matmuls instead of 198 and about 520 ops
+instead of 880. `Trainer.train_steps` (the default `--fast` path) traces its steps with
+it (`written_unroll`); `Trainer.train_step` keeps `tf.gradients`, the plain twin.
+tests/test_course_backward.py checks the bits of one against the other, and
+tests/test_training.py the plain one's (and `train`'s) against the course's graph.
 
 Only the cell's weights get gradients: the inputs are one-hot (no gradient), and the saved
 output and state the loop starts from are not trained; the last state's gradient is taken
 as zero (it only feeds the saved state), as in the course's graph.
 """
+import contextlib
+import functools
+
 import tensorflow as tf
 
 from assignment6 import cells
+
+
+@contextlib.contextmanager
+def written_unroll(trainer):
+  """While `trainer`'s multi-step call is traced: its model's `unroll` with the cell's
+  gradient written out (`model_unroll`), if `trainer.written_gradient`; else nothing.
+  The model's own `unroll` (what `train_step` traces: the plain twin) stays as it is; an
+  attribute of the instance stands in front of it for the block."""
+  model = trainer.model
+  if not trainer.written_gradient:
+    yield
+    return
+  model.unroll = functools.partial(model_unroll, model, trainer.tf1_ref_variables)
+  try:
+    yield
+  finally:
+    del model.unroll
+
+
+def model_unroll(model, tf1_ref_variables, ids, output, state, dropout_seed=None):
+  """`LanguageModel.unroll` for the course's cell on one-hot inputs with `unroll` as its
+  loop: ids (T, B) -> T outputs (B, H), the last output and state; dropout as there."""
+  steps = ids.shape[0]
+  inputs = model.inputs(ids)  # (T, B, input_size)
+  if dropout_seed is not None:
+    inputs = tf.stack([model.dropout(i, tf.random.experimental.stateless_fold_in(
+        dropout_seed, 2 * t)) for t, i in enumerate(tf.unstack(inputs, num=steps))])
+  outputs, state = unroll(model.cell.course_variables(), inputs, output, state,
+                          tf1_ref_variables)
+  output = outputs[-1]  # the one carried on, never dropped
+  if dropout_seed is not None:
+    outputs = [model.dropout(o, tf.random.experimental.stateless_fold_in(
+        dropout_seed, 2 * t + 1)) for t, o in enumerate(outputs)]
+  return outputs, output, state
 
 
 def _matmul(a, b, **attributes):

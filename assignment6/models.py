@@ -121,14 +121,12 @@ class LanguageModel(tf.Module):
       return x
     return tf.nn.experimental.stateless_dropout(x, rate=1.0 - self.keep_prob, seed=seed)
 
-  def unroll(self, ids, output, state, dropout_seed=None, loop=None):
+  def unroll(self, ids, output, state, dropout_seed=None):
     """The unrolled LSTM loop: ids (T, B) from (output, state) -> T outputs (B, P + Q).
 
     With `dropout_seed` (training), dropout applies to each step's input and output
     (Zaremba et al. 2014: non-recurrent connections only); the state and the output fed
     to the next step are never dropped.
-    loop: None, the cell called T times; or a function (inputs (T, B, input_size), output,
-    state) -> (T outputs, last state) that computes the same (`course_backward.unroll`).
     """
     steps = ids.shape[0]
     inputs = self.inputs(ids)  # (T, B, input_size)
@@ -138,9 +136,6 @@ class LanguageModel(tf.Module):
     if getattr(self.cell, 'fused', False):  # the loop in one fused op
       sequence, output, state = self.cell.sequence(inputs, output, state)  # (T, B, H)
       outputs = tf.unstack(sequence, num=steps)
-    elif loop is not None:
-      outputs, state = loop(inputs, output, state)
-      output = outputs[-1]
     else:  # a Python loop: unrolled as the course's, traced once
       outputs = []
       for i in tf.unstack(inputs, num=steps):  # (B, input_size) each

@@ -190,14 +190,15 @@ class Trainer(tf.Module):
       return self._steps_function(batches)
 
   def _step(self, batches):
-    loss, logits, learning_rate = self._update(batches, written=False)
+    loss, logits, learning_rate = self._update(batches)
     return loss, tf.nn.softmax(logits), learning_rate
 
   def _steps(self, batches):
     steps = tf.shape(batches)[0]
 
     def body(k, losses, logits, learning_rate):
-      loss, logits, learning_rate = self._update(batches[k], self.written_gradient)
+      with course_backward.written_unroll(self):  # the faster path; _step is its twin
+        loss, logits, learning_rate = self._update(batches[k])
       return k + 1, losses.write(k, loss), logits, learning_rate
 
     _, losses, logits, learning_rate = tf.while_loop(
@@ -214,12 +215,8 @@ class Trainer(tf.Module):
     inputs. The same bits as `train_step`'s `tf.gradients` through the loop, fewer ops."""
     return type(self.model.cell) is cells.CourseCell and not self.model.embedding_size
 
-  def _update(self, batches, written):
-    """The step's graph: ids (T + 1, B) -> loss, logits (T * B, V), learning rate.
-
-    written: the cell's gradient written out (`course_backward`), else `tf.gradients`
-    through the cell's loop (the plain twin).
-    """
+  def _update(self, batches):
+    """The step's graph: ids (T + 1, B) -> loss, logits (T * B, V), learning rate."""
     model = self.model
     learning_rate = self.learning_rate()
     dropout_seed = None
@@ -228,13 +225,7 @@ class Trainer(tf.Module):
           tf.constant([self.seed, 0], tf.int64), self.global_step)
     saved_output = tf.convert_to_tensor(model.saved_output)  # read once: (B, P + Q)
     saved_state = tf.convert_to_tensor(model.saved_state)  # (B, H)
-    if written:
-      weights = model.cell.course_variables()
-      loop = lambda inputs, output, state: course_backward.unroll(
-          weights, inputs, output, state, self.tf1_ref_variables)
-      outputs, output, state = model.unroll(batches[:-1], saved_output, saved_state,
-                                            dropout_seed, loop)
-    elif self.tf1_ref_variables:
+    if self.tf1_ref_variables:
       with tf1_reference_reads(saved_output, saved_state) as alias:
         outputs, output, state = model.unroll(batches[:-1], saved_output, saved_state,
                                               dropout_seed)
