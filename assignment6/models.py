@@ -158,7 +158,7 @@ class LanguageModel(tf.Module):
     self.saved_sample_output.assign(tf.zeros_like(self.saved_sample_output))
     self.saved_sample_state.assign(tf.zeros_like(self.saved_sample_state))
 
-  @tf.function
+  @tf.function(autograph=False)
   def sample_prediction(self, sample_input):
     """The course's `sample_prediction`: one step of the batch-1 cell from its saved state.
 
@@ -174,7 +174,10 @@ class LanguageModel(tf.Module):
     return (tf.zeros([batch, self.cell.output_size]),
             tf.zeros([batch, self.cell.num_nodes]))
 
-  @tf.function
+  # autograph=False here and below: the loops are written as `tf.while_loop`s, so tracing
+  # does not convert the call tree (cell, classifier, inputs): that conversion cost about
+  # half a second of every run's first validation and first samples.
+  @tf.function(autograph=False)
   def sequence_logprob(self, ids, output, state):
     """Validation in one call: the summed nats of ids[1:] given ids[:-1].
 
@@ -190,15 +193,19 @@ class LanguageModel(tf.Module):
       picked = tf.gather(probabilities, ids[1:], batch_dims=1)  # (N,)
       nats = -tf.reduce_sum(tf.math.log(tf.maximum(tf.cast(picked, tf.float64), 1e-10)))
       return nats, output, state
-    nats = tf.constant(0.0, tf.float64)
-    for t in tf.range(tf.shape(ids)[0] - 1):
+
+    def body(t, nats, output, state):  # one token: the cell, then its prediction's nats
       output, state = self.cell(self.inputs(tf.reshape(ids[t], [1])), output, state)
       probabilities = tf.nn.softmax(self.classifier(output))  # (1, V)
       p = tf.maximum(tf.cast(probabilities[0, ids[t + 1]], tf.float64), 1e-10)
-      nats -= tf.math.log(p)
+      return t + 1, nats - tf.math.log(p), output, state
+
+    _, nats, output, state = tf.while_loop(
+        lambda t, *_: t < tf.shape(ids)[0] - 1, body,
+        (tf.constant(0), tf.constant(0.0, tf.float64), output, state))
     return nats, output, state
 
-  @tf.function
+  @tf.function(autograph=False)
   def sample_sequences(self, first_ids, uniforms):
     """Sampling in one call: S sequences, each from a zero state, drawn by inverse CDF.
 
@@ -207,16 +214,20 @@ class LanguageModel(tf.Module):
     """
     count = tf.shape(first_ids)[0]
     output, state = self.zero_state(count)
-    feed = first_ids
     sampled = tf.TensorArray(tf.int32, size=tf.shape(uniforms)[1] + 1)
-    sampled = sampled.write(0, feed)
-    for t in tf.range(tf.shape(uniforms)[1]):
+    sampled = sampled.write(0, first_ids)
+
+    def body(t, feed, output, state, sampled):  # one token for every sequence
       output, state = self.cell(self.inputs(feed), output, state)
       probabilities = tf.nn.softmax(self.classifier(output))  # (S, V)
       cumulative = tf.cumsum(tf.cast(probabilities, tf.float64), axis=1)  # (S, V)
       below = tf.cast(cumulative < uniforms[:, t:t + 1], tf.int32)
       feed = tf.minimum(tf.reduce_sum(below, axis=1), self.vocabulary_size - 1)  # (S,)
-      sampled = sampled.write(t + 1, feed)
+      return t + 1, feed, output, state, sampled.write(t + 1, feed)
+
+    _, _, _, _, sampled = tf.while_loop(
+        lambda t, *_: t < tf.shape(uniforms)[1], body,
+        (tf.constant(0), first_ids, output, state, sampled))
     return tf.transpose(sampled.stack())
 
   @tf.function(input_signature=[tf.TensorSpec([None, None], tf.int32),
