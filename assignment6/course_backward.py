@@ -32,6 +32,7 @@ as zero (it only feeds the saved state), as in the course's graph.
 import contextlib
 import functools
 
+import numpy as np
 import tensorflow as tf
 
 from assignment6 import cells
@@ -54,10 +55,51 @@ def written_unroll(trainer):
     del model.unroll
 
 
+_AGREE = {}  # (batch, steps, input_size, num_nodes) -> bool, this process's machine
+
+
+def layouts_agree(batch, steps, input_size, num_nodes):
+  """Whether this machine's kernels give every gate the same bits side by side as alone:
+  the matmuls and the bias sum `unroll` merges, on random numbers of the course's shapes,
+  checked once per shape (eagerly, also from inside a trace). Where they do not (another
+  CPU, another oneDNN), `written_unroll` leaves the plain unroll in place: the written
+  gradient is only ever used where it gives tf.gradients' bits."""
+  key = (batch, steps, input_size, num_nodes)
+  if key not in _AGREE:
+    with tf.init_scope():
+      _AGREE[key] = _agree(*key)
+  return _AGREE[key]
+
+
+def _agree(batch, steps, input_size, num_nodes):
+  rng = np.random.default_rng(0)
+  normal = lambda *shape: tf.constant(rng.standard_normal(shape).astype(np.float32))
+  inputs, output = normal(steps * batch, input_size), normal(batch, num_nodes)
+  x_weights, m_weights = normal(input_size, 4 * num_nodes), normal(num_nodes, 4 * num_nodes)
+  dz = normal(batch, 4 * num_nodes)
+  gates = lambda x: tf.split(x, 4, axis=1)
+  cases = [  # (merged, [each gate alone])
+      (tf.matmul(inputs, x_weights), [tf.concat([tf.matmul(rows, w) for rows in tf.split(
+          inputs, steps)], 0) for w in gates(x_weights)]),
+      (tf.matmul(output, m_weights), [tf.matmul(output, w) for w in gates(m_weights)]),
+      (_matmul(inputs[:batch], dz, transpose_a=True, grad_b=True),
+       [_matmul(inputs[:batch], d, transpose_a=True, grad_b=True) for d in gates(dz)]),
+      (_matmul(output, dz, transpose_a=True, grad_b=True),
+       [_matmul(output, d, transpose_a=True, grad_b=True) for d in gates(dz)]),
+      (tf.reduce_sum(dz, [0], keepdims=True),
+       [tf.reduce_sum(d, [0], keepdims=True) for d in gates(dz)])]
+  return all(np.array_equal(whole.numpy(), part.numpy())
+             for merged, alone in cases for whole, part in zip(gates(merged), alone))
+
+
 def model_unroll(model, tf1_ref_variables, ids, output, state, dropout_seed=None):
   """`LanguageModel.unroll` for the course's cell on one-hot inputs with `unroll` as its
-  loop: ids (T, B) -> T outputs (B, H), the last output and state; dropout as there."""
+  loop: ids (T, B) -> T outputs (B, H), the last output and state; dropout as there.
+  Where this machine's kernels would not give tf.gradients' bits (`layouts_agree`), it is
+  the model's own unroll."""
   steps = ids.shape[0]
+  if not layouts_agree(ids.shape[1], steps, model.cell.input_size, model.cell.num_nodes):
+    return type(model).unroll(model, ids, output, state, dropout_seed)
   inputs = model.inputs(ids)  # (T, B, input_size)
   if dropout_seed is not None:
     inputs = tf.stack([model.dropout(i, tf.random.experimental.stateless_fold_in(

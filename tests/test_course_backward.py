@@ -86,3 +86,23 @@ def test_unroll_computes_the_cells_outputs_and_gradients():
   for g, r, v in zip(tape.gradient(loss, variables), tape.gradient(reference_loss, variables),
                      variables):
     np.testing.assert_allclose(g.numpy(), r.numpy(), rtol=1e-5, atol=1e-6, err_msg=v.name)
+
+
+def test_the_written_gradient_is_only_used_where_the_kernels_agree(monkeypatch):
+  """layouts_agree finds a kernel whose bits depend on the columns beside them, and then
+  train_steps falls back to the plain unroll (still the bits of train_step)."""
+  original = course_backward._matmul
+  # A matmul whose result depends on how many columns it computes: the layouts differ.
+  monkeypatch.setattr(course_backward, '_matmul', lambda a, b, **kw: original(a, b, **kw) * (
+      1.0 + 1e-6 * tf.cast(tf.shape(b)[1 - int(kw.get('transpose_b', False))], tf.float32)))
+  assert not course_backward._agree(4, 3, 5, 6)
+  monkeypatch.setattr(course_backward, '_matmul', original)
+  assert course_backward._agree(4, 3, 5, 6) == course_backward._agree(4, 3, 5, 6)
+  calls = []
+  monkeypatch.setattr(course_backward, 'layouts_agree', lambda *shape: calls.append(shape))
+  monkeypatch.setattr(course_backward, 'unroll', lambda *a, **k: pytest.fail('written path'))
+  model = models.LanguageModel(cells.make_cell('course', 27, 8, seed=0), 4, 27, seed=0)
+  trainer = training.Trainer(model)
+  ids = np.random.default_rng(0).integers(0, 27, size=(2, 11, 4)).astype(np.int32)
+  trainer.train_steps(tf.constant(ids))
+  assert calls and calls[0] == (4, 10, 27, 8)
