@@ -1,6 +1,6 @@
 """Problem 3: train a sequence-to-sequence LSTM that mirrors every word, or use one.
 
-    python -m assignment6.problem3                      # train (about 2 minutes on 2 cores)
+    python -m assignment6.problem3                      # train (about 2.5 minutes on 2 cores)
     python -m assignment6.problem3 --resume             # continue it after a stop
     python -m assignment6.problem3 --mirror "the quick brown fox"   # with the saved model
 
