@@ -302,11 +302,9 @@ def test_length_batches_hold_word_runs_of_one_bucket():
     lengths = batch['source_mask'].sum(axis=1)
     assert np.all((lengths > low) & (lengths <= length)), (low, length, lengths)
     seen.add(length)
-    for row in range(16):
-      sentence = data.id2char(0)  # rebuild each sentence from its target
-      target = ''.join(data.id2char(int(i)) for i in batch['targets'][row, :int(lengths[row])])
-      sentence = mirror.mirror(target)
-      assert 1 <= len(sentence.split(' ')) <= 4 and ' %s ' % sentence in text
+    for row, words_read in enumerate(_sentences(batch)):  # read back from the targets
+      sentence = ' '.join(words_read)
+      assert 1 <= len(words_read) <= 4 and ' %s ' % sentence in text
       assert mirror.make_batch([sentence], length)['source'].tolist() == [
           batch['source'][row].tolist()]
   assert len(seen) >= 3  # buckets of several lengths turn up
